@@ -1,0 +1,1 @@
+"""SeqWM per-robot agent: core, simulator, trainer, nodes."""

@@ -1,0 +1,1 @@
+"""ROS-free SeqWM core: world model, planner, intent layout, filters, checkpoints. Never imports rclpy."""

@@ -1,0 +1,32 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'seqwm_agent'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='SeqWM maintainers',
+    maintainer_email='maintainers@seqwm.dev',
+    description='SeqWM per-robot agent, simulator and trainer',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'agent = seqwm_agent.agent_node:main',
+            'arena = seqwm_agent.arena_node:main',
+            'sport_standin = seqwm_agent.backends.sport_standin:main',
+            'seqwm-train = seqwm_agent.train.cli:main',
+            'seqwm-eval = seqwm_agent.train.evaluate:main',
+            'seqwm-replay = seqwm_agent.replay:main',
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""SeqWM bringup: node graph, launch, demo runner."""

@@ -1,0 +1,1 @@
+"""NOKOV motion capture -> ROS 2 bridge."""
