@@ -1,0 +1,500 @@
+"""Task configurations of the Multi-Quad simulator: dataclasses with defaults, loaded from YAML.
+
+One dataclass per configuration block, validated once at construction, so a bad YAML value fails
+at start-up with a message naming the key instead of producing a silently wrong world. The task
+YAML files (`config/pushbox.yaml`, ...) hold a top-level `task:` section (the trainer adds its own
+`train:` section to the same files); `load_task_config` reads only `task:`.
+
+Units: metres, seconds, kilograms, radians. Arena frame: x right (the direction the tasks
+progress), y left, z up; yaw counter-clockwise from +x.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Union, get_type_hints
+
+import yaml
+
+TASK_NAMES = ('pushbox', 'gate', 'shepherd')
+
+
+class ConfigError(ValueError):
+    """A task configuration value is missing, unknown or out of range (message names the key)."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f'{key}: {msg}')
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        _check(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, name,
+               f'must be a positive finite number, got {v!r}')
+
+
+def _non_negative(obj: Any, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        _check(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name,
+               f'must be a non-negative finite number, got {v!r}')
+
+
+def _range(obj: Any, name: str, lo: float = 0.0) -> None:
+    v = getattr(obj, name)
+    _check(len(v) == 2 and lo <= v[0] <= v[1] and all(math.isfinite(x) for x in v), name,
+           f'must be [low, high] with {lo} <= low <= high, got {v!r}')
+
+
+class _FromDict:
+    """`from_dict` / `to_dict` for (nested) dataclasses; unknown keys are rejected by name."""
+
+    @classmethod
+    def from_dict(cls, data: dict | None, prefix: str = ''):
+        data = dict(data or {})
+        hints = get_type_hints(cls)
+        kwargs = {}
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f'{prefix}{unknown[0]}: unknown key for {cls.__name__} '
+                              f'(known: {", ".join(sorted(known))})')
+        for f in dataclasses.fields(cls):
+            if f.name not in data or not f.init:
+                continue
+            value = data[f.name]
+            typ = hints[f.name]
+            if isinstance(typ, type) and issubclass(typ, _FromDict):
+                _check(isinstance(value, dict) or value is None, prefix + f.name,
+                       f'must be a mapping, got {value!r}')
+                value = typ.from_dict(value, prefix=f'{prefix}{f.name}.')
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(prefix + str(e)) from None
+        except TypeError as e:
+            raise ConfigError(f'{prefix}{cls.__name__}: {e}') from None
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, _FromDict):
+                v = v.to_dict()
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+
+@dataclass
+class ArenaConfig(_FromDict):
+    """The walled rectangle (default: the real 8 m x 5 m room, x in [0, 8], y in [-2.5, 2.5])."""
+
+    x_min: float = 0.0
+    x_max: float = 8.0
+    y_min: float = -2.5
+    y_max: float = 2.5
+
+    def __post_init__(self) -> None:
+        _check(self.x_max - self.x_min >= 2.0, 'x_max', 'arena must be at least 2 m long')
+        _check(self.y_max - self.y_min >= 2.0, 'y_max', 'arena must be at least 2 m wide')
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return (0.5 * (self.x_min + self.x_max), 0.5 * (self.y_min + self.y_max))
+
+
+@dataclass
+class RobotConfig(_FromDict):
+    """A Go2-W as the planar simulator sees it.
+
+    Footprint: a disc of `radius` (0.3 m: the 0.7 x 0.4 m body is modelled by a disc whose
+    diameter lies between its length and width, so two robots cannot pass a 1 m gate side by
+    side, as in the real arena). Its locomotion controller tracks body-frame (vx, vy, wz)
+    commands, clamped to the limits below, through a first-order lag of time constant
+    `lag_tau_lin` (vx, vy) and `lag_tau_yaw` (wz). Against contacts it pushes with at most
+    `max_push_force` newtons on top of its own acceleration.
+    """
+
+    radius: float = 0.3
+    mass: float = 15.0
+    vx_max: float = 1.0
+    vy_max: float = 0.5
+    wz_max: float = 0.5
+    lag_tau_lin: float = 0.2
+    lag_tau_yaw: float = 0.15
+    max_push_force: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive(self, 'radius', 'mass', 'vx_max', 'vy_max', 'wz_max', 'lag_tau_lin',
+                  'lag_tau_yaw', 'max_push_force')
+
+
+@dataclass
+class PhysicsConfig(_FromDict):
+    """Integration and contact-solver settings."""
+
+    control_dt: float = 0.1          # one env step (the planner's control period)
+    substeps: int = 4                # physics sub-steps per control step
+    solver_iterations: int = 4       # velocity iterations of the impulse solver per sub-step
+    gravity: float = 9.81
+    contact_friction: float = 0.3    # Coulomb coefficient of body-body contacts (walls: frictionless)
+    slop: float = 0.005              # penetration tolerated before position correction (m)
+    position_correction: float = 0.8  # fraction of the excess penetration removed per sub-step
+    collision_margin: float = 0.01   # gaps below this count as touching for the collision flags
+
+    def __post_init__(self) -> None:
+        _positive(self, 'control_dt', 'gravity')
+        _non_negative(self, 'contact_friction', 'slop', 'collision_margin')
+        _check(isinstance(self.substeps, int) and self.substeps >= 1, 'substeps',
+               f'must be an integer >= 1, got {self.substeps!r}')
+        _check(isinstance(self.solver_iterations, int) and self.solver_iterations >= 1,
+               'solver_iterations', f'must be an integer >= 1, got {self.solver_iterations!r}')
+        _check(0 < self.position_correction <= 1, 'position_correction',
+               f'must lie in (0, 1], got {self.position_correction!r}')
+
+    @property
+    def substep_dt(self) -> float:
+        return self.control_dt / self.substeps
+
+
+@dataclass
+class NoiseConfig(_FromDict):
+    """Sensor noise on observed poses and actuation delay (both seeded)."""
+
+    pos_std: float = 0.005           # Gaussian noise on observed x, y (m); mocap is mm-accurate
+    yaw_std: float = 0.01            # Gaussian noise on observed yaw (rad)
+    delay_max_s: float = 0.05        # per-episode command delay ~ U[0, delay_max_s], in sub-steps
+
+    def __post_init__(self) -> None:
+        _non_negative(self, 'pos_std', 'yaw_std', 'delay_max_s')
+
+
+@dataclass
+class _TaskConfig(_FromDict):
+    """Fields every task has. `randomize: false` switches every domain randomisation off
+    (nominal start poses, target, masses, friction, lag); noise and delay have their own knobs."""
+
+    name: ClassVar[str] = ''
+    num_robots: int = 2
+    episode_s: float = 15.0
+    arena: ArenaConfig = field(default_factory=ArenaConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    randomize: bool = True
+    robot_pos_jitter: float = 0.1    # uniform +- on each start coordinate (m)
+    robot_yaw_jitter: float = 0.2    # uniform +- on start yaw (rad)
+    lag_scale_range: tuple = (0.8, 1.2)  # per-episode factor on the lag time constants
+
+    min_robots: ClassVar[int] = 1
+    max_robots: ClassVar[int] = 8
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.num_robots, int)
+               and self.min_robots <= self.num_robots <= self.max_robots, 'num_robots',
+               f'{self.name} supports {self.min_robots}..{self.max_robots} robots, '
+               f'got {self.num_robots!r}')
+        _positive(self, 'episode_seconds')
+        _non_negative(self, 'robot_pos_jitter', 'robot_yaw_jitter')
+        _range(self, 'lag_scale_range', lo=1e-3)
+        _check(isinstance(self.randomize, bool), 'randomize', 'must be true or false')
+
+    @property
+    def episode_seconds(self) -> float:
+        return self.episode_s
+
+    @property
+    def max_steps(self) -> int:
+        """Control steps per episode; reaching it is a time-out (truncated, not terminated)."""
+        return max(1, int(round(self.episode_seconds / self.physics.control_dt)))
+
+    @property
+    def action_limits(self) -> tuple[float, float, float]:
+        return (self.robot.vx_max, self.robot.vy_max, self.robot.wz_max)
+
+
+@dataclass
+class PushBoxReward(_FromDict):
+    """Team reward of PushBox per control step (see docs/simulator.md)."""
+
+    progress: float = 5.0            # x (decrease of box-target distance, m)
+    approach: float = 1.0            # x mean decrease of robot distance to the box's far side
+    time_penalty: float = 0.01
+    collision_penalty: float = 0.1   # when any robot touches another robot or a wall
+    success_bonus: float = 10.0
+
+    def __post_init__(self) -> None:
+        _non_negative(self, 'progress', 'approach', 'time_penalty', 'collision_penalty',
+                      'success_bonus')
+
+
+@dataclass
+class PushBoxConfig(_TaskConfig):
+    """Push a 1.2 m square box onto a target; a lone robot cannot steer it."""
+
+    name: ClassVar[str] = 'pushbox'
+    min_robots: ClassVar[int] = 1
+    max_robots: ClassVar[int] = 5
+    box_size: float = 1.2
+    box_mass: float = 6.0
+    box_friction: float = 0.5
+    box_mass_range: tuple = (5.0, 7.0)
+    box_friction_range: tuple = (0.4, 0.6)
+    box_start: tuple = (2.0, 0.0)
+    box_start_jitter: float = 0.2
+    box_yaw_jitter: float = 0.1
+    target: tuple = (4.0, 0.0)
+    target_jitter: float = 0.2
+    robot_start_back: float = 0.85   # robots start this far behind the box start (in -x) ...
+    robot_start_span: float = 2.5    # ... spread evenly over this width in y
+    success_radius: float = 0.3      # success: box centre within this distance of the target
+    reward: PushBoxReward = field(default_factory=PushBoxReward)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self, 'box_size', 'box_mass', 'success_radius')
+        _non_negative(self, 'box_friction', 'box_start_jitter', 'box_yaw_jitter', 'target_jitter',
+                      'robot_start_back', 'robot_start_span')
+        _range(self, 'box_mass_range', lo=1e-3)
+        _range(self, 'box_friction_range')
+        _check(len(self.box_start) == 2, 'box_start', 'must be [x, y]')
+        _check(len(self.target) == 2, 'target', 'must be [x, y]')
+        a = self.arena
+        for key, (x, y) in (('box_start', self.box_start), ('target', self.target)):
+            _check(a.x_min + self.box_size < x < a.x_max - self.box_size
+                   and a.y_min + self.box_size < y < a.y_max - self.box_size, key,
+                   f'({x}, {y}) must lie inside the arena with a box-size margin')
+        for x, y in self.robot_starts():
+            _check(a.x_min + self.robot.radius + self.robot_pos_jitter <= x, 'robot_start_back',
+                   f'robot start x {x:.2f} leaves no room to the left wall')
+
+    def robot_starts(self) -> list[tuple[float, float]]:
+        """Nominal robot starts: behind the box start, spread over `robot_start_span` in y.
+
+        With the reference's 2 robots: (1.15, -1.25) and (1.15, 1.25). Robots whose lane would
+        hit the (jittered, rotated) box start further back.
+        """
+        n = self.num_robots
+        bx, by = self.box_start
+        clear = (self.box_size / 2 * math.sqrt(2) + self.box_start_jitter + self.robot.radius
+                 + self.robot_pos_jitter + 0.05)
+        starts = []
+        for i in range(n):
+            off = 0.0 if n == 1 else (i / (n - 1) - 0.5) * self.robot_start_span
+            back = self.robot_start_back if abs(off) >= clear else max(self.robot_start_back,
+                                                                        clear)
+            starts.append((bx - back, by + off))
+        return starts
+
+
+@dataclass
+class GateReward(_FromDict):
+    """Team reward of Gate per control step."""
+
+    progress: float = 5.0            # x mean decrease of each robot's path length to its target
+    proximity: float = 0.1           # x sum over pairs of (1 - d / safe_distance)^2 when closer
+    safe_distance: float = 0.8
+    time_penalty: float = 0.01
+    collision_penalty: float = 1.0
+    success_bonus: float = 10.0
+
+    def __post_init__(self) -> None:
+        _non_negative(self, 'progress', 'proximity', 'time_penalty', 'collision_penalty',
+                      'success_bonus')
+        _positive(self, 'safe_distance')
+
+
+@dataclass
+class GateConfig(_TaskConfig):
+    """Pass a 1 m opening in a wall across the arena and reach one's own target, no contact."""
+
+    name: ClassVar[str] = 'gate'
+    min_robots: ClassVar[int] = 2
+    max_robots: ClassVar[int] = 5
+    episode_s: float = 0.0           # 0: the reference's 5 (n + 1) s (see episode_seconds)
+    gate_x: float = 3.5
+    gate_y: float = 0.0
+    gate_y_jitter: float = 0.2
+    gate_width: float = 1.0
+    wall_depth: float = 0.1
+    start_x: float = 1.0
+    lane_spacing: float = 1.5        # wanted y spacing of starts and targets; shrunk to fit
+    target_x: float = 0.0            # 0: 5 + max(n - 1, 1) / 2 as in the reference, capped
+    target_jitter: float = 0.1
+    pass_margin: float = 0.25        # "passed" = x > gate_x + pass_margin
+    target_radius: float = 0.3       # success: every robot within this of its own target
+    terminate_on_collision: bool = True
+    reward: GateReward = field(default_factory=GateReward)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self, 'gate_width', 'wall_depth', 'lane_spacing', 'target_radius')
+        _non_negative(self, 'gate_y_jitter', 'target_jitter', 'pass_margin')
+        a = self.arena
+        _check(a.x_min + 2 * self.robot.radius <= self.start_x < self.gate_x, 'start_x',
+               f'must lie between the left wall and the gate, got {self.start_x}')
+        _check(self.gate_x + self.pass_margin < self.target_x_resolved
+               <= a.x_max - self.robot.radius, 'target_x',
+               f'must lie past the gate and inside the arena, got {self.target_x_resolved}')
+        _check(a.y_min + 0.5 < self.gate_y - self.gate_width / 2
+               and self.gate_y + self.gate_width / 2 < a.y_max - 0.5, 'gate_y',
+               'the opening must leave wall on both sides')
+
+    @property
+    def episode_seconds(self) -> float:
+        """`episode_s`, or the reference's 5 (n + 1) s when it is 0."""
+        return self.episode_s if self.episode_s > 0 else 5.0 * (self.num_robots + 1)
+
+    @property
+    def target_x_resolved(self) -> float:
+        """`target_x`, or the reference's 5 + max(n - 1, 1) / 2 (capped by the arena) when 0."""
+        if self.target_x > 0:
+            return self.target_x
+        return min(5.0 + max(self.num_robots - 1, 1) / 2.0,
+                   self.arena.x_max - 2 * self.robot.radius)
+
+    @property
+    def lane_offsets(self) -> list[float]:
+        """y offsets of the starts/targets: evenly spaced, spacing shrunk to fit the arena."""
+        n = self.num_robots
+        usable = (self.arena.y_max - self.arena.y_min) - 2 * (self.robot.radius + 0.2)
+        spacing = min(self.lane_spacing, usable / max(n - 1, 1))
+        mid = self.arena.centre[1]
+        return [mid + (i - (n - 1) / 2) * spacing for i in range(n)]
+
+
+@dataclass
+class ShepherdReward(_FromDict):
+    """Team reward of Shepherd per control step."""
+
+    progress: float = 5.0            # x decrease of the sheep's distance to the pen point
+    approach: float = 0.5            # x mean decrease of dog distance to the herding point
+    herd_distance: float = 1.0       # herding point: this far behind the sheep (away from goal)
+    time_penalty: float = 0.01
+    collision_penalty: float = 0.1
+    success_bonus: float = 10.0
+
+    def __post_init__(self) -> None:
+        _non_negative(self, 'progress', 'approach', 'herd_distance', 'time_penalty',
+                      'collision_penalty', 'success_bonus')
+
+
+@dataclass
+class ShepherdConfig(_TaskConfig):
+    """Dogs (the robots) herd a fleeing sheep robot through a gate in a fence into the pen."""
+
+    name: ClassVar[str] = 'shepherd'
+    min_robots: ClassVar[int] = 1
+    max_robots: ClassVar[int] = 5
+    sheep_radius: float = 0.2        # DJI RoboMaster EP, 0.32 x 0.24 m
+    sheep_mass: float = 3.3
+    sheep_max_speed: float = 0.8
+    flee_gain: float = 0.6           # flee speed = flee_gain / distance to the nearest dog (m^2/s)
+    flee_radius: float = 3.0         # the sheep ignores dogs farther than this
+    sheep_tau: float = 0.2
+    sheep_max_force: float = 30.0
+    sheep_start: tuple = (3.0, 0.0)
+    sheep_start_jitter: float = 0.3
+    dog_start_x: float = 1.25
+    dog_start_span: float = 1.95     # dogs spread over this width in y (reference: +-0.975)
+    gate_x: float = 5.0
+    gate_y: float = 0.0
+    gate_y_jitter: float = 0.5
+    gate_width: float = 0.8
+    wall_depth: float = 0.1
+    pass_margin: float = 0.3         # success: sheep centre x > gate_x + pass_margin
+    terminate_on_collision: bool = False
+    reward: ShepherdReward = field(default_factory=ShepherdReward)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self, 'sheep_radius', 'sheep_mass', 'sheep_max_speed', 'flee_gain',
+                  'flee_radius', 'sheep_tau', 'sheep_max_force', 'gate_width', 'wall_depth')
+        _non_negative(self, 'sheep_start_jitter', 'gate_y_jitter', 'pass_margin',
+                      'dog_start_span')
+        _check(self.gate_width > 2 * self.sheep_radius, 'gate_width',
+               'the sheep must fit through the gate')
+        a = self.arena
+        _check(a.x_min < self.sheep_start[0] < self.gate_x < a.x_max - 0.5, 'gate_x',
+               'gate must lie between the sheep start and the right wall')
+        _check(a.y_min + 0.5 < self.gate_y - self.gate_y_jitter - self.gate_width / 2
+               and self.gate_y + self.gate_y_jitter + self.gate_width / 2 < a.y_max - 0.5,
+               'gate_y', 'the opening (with jitter) must leave fence on both sides')
+
+
+TaskConfig = Union[PushBoxConfig, GateConfig, ShepherdConfig]
+_CLASSES = {'pushbox': PushBoxConfig, 'gate': GateConfig, 'shepherd': ShepherdConfig}
+
+
+def task_config_from_dict(data: dict) -> TaskConfig:
+    """Build the config of the task named by `data['name']` from a `task:` section."""
+    data = dict(data or {})
+    name = data.pop('name', None)
+    if name not in _CLASSES:
+        raise ConfigError(f'name: task must be one of {", ".join(TASK_NAMES)}, got {name!r}')
+    return _CLASSES[name].from_dict(data)
+
+
+def task_config_to_dict(cfg: TaskConfig) -> dict:
+    """The `task:` section that reproduces `cfg` (for manifests)."""
+    return {'name': cfg.name, **cfg.to_dict()}
+
+
+def config_dir() -> Path:
+    """Where the task YAML files live: the source tree, else the installed share directory."""
+    here = Path(__file__).resolve().parents[2] / 'config'
+    if here.is_dir():
+        return here
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        cand = Path(prefix) / 'share' / 'seqwm_agent' / 'config'
+        if prefix and cand.is_dir():
+            return cand
+    return here
+
+
+def load_task_config(source: str | Path | dict | TaskConfig,
+                     overrides: dict | None = None) -> TaskConfig:
+    """A task config from a task name ('pushbox'), a YAML path, a `task:` dict or a config.
+
+    `overrides` are merged into the `task:` section (nested dicts merge key by key), e.g.
+    `{'num_robots': 3, 'noise': {'pos_std': 0.0}}`.
+    """
+    if isinstance(source, (PushBoxConfig, GateConfig, ShepherdConfig)):
+        data = task_config_to_dict(source)
+    elif isinstance(source, dict):
+        data = dict(source.get('task', source))
+    else:
+        path = Path(source)
+        if str(source) in _CLASSES and not path.exists():
+            path = config_dir() / f'{source}.yaml'
+        try:
+            with open(path) as f:
+                doc = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ConfigError(f'cannot read task config {path}: {e}') from None
+        if 'task' not in doc:
+            raise ConfigError(f'task: {path} has no top-level "task:" section')
+        data = dict(doc['task'])
+    if overrides:
+        data = _merge(data, overrides)
+    return task_config_from_dict(data)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
