@@ -251,3 +251,78 @@ def test_move_failures_are_counted_when_the_sport_service_goes_away(spawn, backe
     assert st.detail['move_codes'].get(3102, 0) >= 2, st.detail['move_codes']
     assert st.send_failures >= 2 and st.detail['last_move_code'] == 3102
     assert st.detail['worker_alive']                          # failures are reported, not fatal
+
+
+@pytest.mark.parametrize('params, name', [
+    ({'domain_id': 300}, 'domain_id'), ({'network_interface': ''}, 'network_interface'),
+    ({'resend_hz': 0.0}, 'resend_hz'), ({'watchdog_timeout': 0.01}, 'watchdog_timeout'),
+    ({'ready_modes': []}, 'ready_modes'), ({'balance_stand': 'yes'}, 'balance_stand'),
+    ({'resend_hz': float('nan')}, 'resend_hz'), ({'nic': 'eth0'}, 'nic')])
+def test_unitree_parameters_are_validated_naming_the_parameter(params, name):
+    with pytest.raises(ValueError, match=name):
+        UnitreeBackendConfig.from_dict(params)
+
+
+def test_every_backend_parameter_has_a_default_and_a_description():
+    from seqwm_agent.backends.base import describe_parameters
+    from seqwm_agent.backends.topic import TopicBackendConfig
+
+    for cls in (UnitreeBackendConfig, TopicBackendConfig, CommandLimits):
+        described = describe_parameters(cls)
+        assert described and all(desc for _, desc in described.values()), cls
+        assert cls.from_dict({k: d for k, (d, _) in described.items()}) == cls()
+    assert describe_parameters(UnitreeBackendConfig)['domain_id'][0] == 0
+
+
+STANDIN_CLIENT = '''
+import json, sys, time
+from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelSubscriber
+from unitree_sdk2py.go2.sport.sport_client import SportClient
+from unitree_sdk2py.idl.unitree_go.msg.dds_ import SportModeState_
+
+ChannelFactoryInitialize({domain}, 'lo')
+seen = []
+sub = ChannelSubscriber('rt/sportmodestate', SportModeState_)
+sub.Init(lambda m: seen.append((m.mode, round(m.velocity[0], 3), round(m.yaw_speed, 3))), 10)
+client = SportClient()
+client.SetTimeout(1.0)
+client.Init()
+def modes_since(i):
+    return sorted(set(s[0] for s in seen[i:]))
+out = {{}}
+out['move_before_stand'] = client.Move(0.3, 0.0, 0.0)
+out['balance_stand'] = client.BalanceStand()
+time.sleep(0.2)
+out['move_while_getting_up'] = client.Move(0.3, 0.0, 0.0)
+time.sleep(1.2)
+i = len(seen)
+out['move_when_ready'] = client.Move(0.3, 0.0, 0.2)
+time.sleep(0.3)
+out['state_while_moving'] = seen[-1]
+time.sleep(1.3)                     # longer than the robot's own Move timeout
+out['state_after_timeout'] = seen[-1]
+out['stop_move'] = client.StopMove()
+out['unimplemented'] = client.Hello()
+print('RESULT ' + json.dumps(out), flush=True)
+'''
+
+
+def test_standin_behaves_like_the_robot_for_the_real_sport_client(spawn, tmp_path):
+    standin = Standin(spawn, tmp_path, startup_delay=1.0)
+    client = spawn.start([sys.executable, '-c', STANDIN_CLIENT.format(domain=DOMAIN)], 'client')
+    wait_for(lambda: 'RESULT' in spawn.log_text(client) or client.poll() is not None,
+             timeout=30.0, what='client result')
+    out = json.loads(spawn.log_text(client).split('RESULT ')[1].splitlines()[0])
+    # Move is fire-and-forget (0 = written); request APIs are answered with 0 like the robot's.
+    assert out['move_before_stand'] == out['move_while_getting_up'] == out['move_when_ready'] == 0
+    assert out['balance_stand'] == out['stop_move'] == 0
+    assert out['unimplemented'] == 3203                       # RPC_ERR_SERVER_API_NOT_IMPL
+    assert out['state_while_moving'] == [3, 0.3, 0.2]         # locomotion at the Move velocity
+    assert out['state_after_timeout'] == [1, 0.0, 0.0]        # stopped by itself, balance stand
+    moves = standin.calls('Move')
+    assert [m['accepted'] for m in moves] == [False, False, True]
+    assert 'not in balance stand' in moves[1]['reason']
+    events = [r.get('event') for r in records(standin.record)]
+    assert 'move_timeout' in events and events[-1] != 'exit'
+    stops = standin.calls('StopMove')
+    assert len(stops) == 1 and stops[0]['t'] > moves[-1]['t']

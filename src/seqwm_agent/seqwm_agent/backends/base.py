@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from ..core.command import CommandLimits
+
+
+def describe_parameters(config_cls: type) -> dict[str, tuple[Any, str]]:
+    """{name: (default, description)} of a config dataclass, for declaring node parameters.
+
+    Works for UnitreeBackendConfig, TopicBackendConfig and CommandLimits.
+    """
+    out = {}
+    for f in fields(config_cls):
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        out[f.name] = (default, f.metadata.get('description', ''))
+    return out
 
 
 class BackendError(RuntimeError):

@@ -9,7 +9,7 @@ bounded time, a real driver should time out).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from geometry_msgs.msg import Twist
@@ -29,7 +29,8 @@ CMD_VEL_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
 class TopicBackendConfig:
     """Parameters of the `topic` backend (node parameters `topic.<name>`)."""
 
-    topic: str = 'cmd_vel'   # relative: resolved in the agent node's namespace
+    topic: str = field(default='cmd_vel', metadata={'description': (
+        "Twist topic; relative names resolve in the agent node's namespace")})
 
     def __post_init__(self) -> None:
         if not isinstance(self.topic, str) or not self.topic.strip('/'):
@@ -115,7 +116,9 @@ class TopicBackend(RobotBackend):
 
     @property
     def topic_name(self) -> str:
-        return self._pub.topic_name if self._pub is not None else self.config.topic
+        """The resolved name (e.g. /go2w_1/cmd_vel) once started."""
+        name = getattr(self._pub, 'topic_name', None) if self._pub is not None else None
+        return name or self.config.topic
 
     def state(self) -> BackendState:
         subscribers = self._pub.get_subscription_count() if self._pub is not None else 0

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from ..core.command import CommandLimits
@@ -42,15 +42,25 @@ STATE_STALE_S = 1.0
 class UnitreeBackendConfig:
     """Parameters of the `unitree` backend (node parameters `unitree.<name>`)."""
 
-    network_interface: str = 'eth0'        # NIC on the robot's network (e.g. eth0, enp3s0)
-    domain_id: int = 0                     # the robot's DDS domain (0 on a Go2)
-    resend_hz: float = 50.0                # Move re-send rate (the robot stops ~1 s after the last)
-    watchdog_timeout: float = 0.5          # s without a new command before the worker StopMoves
-    ready_timeout: float = 10.0            # s allowed for BalanceStand + ready mode at start-up
-    request_timeout: float = 0.5           # SportClient timeout for a request / a send
-    state_topic: str = 'rt/sportmodestate' # SportModeState_ topic (or rt/lf/sportmodestate)
-    ready_modes: tuple[int, ...] = (1, 3)  # robot modes that accept Move: balance stand, locomotion
-    balance_stand: bool = True             # send BalanceStand at start-up
+    network_interface: str = field(default='eth0', metadata={'description': (
+        'network interface on the robot network (e.g. eth0, enp3s0; lo for the stand-in)')})
+    domain_id: int = field(default=0, metadata={'description': (
+        "DDS domain of the robot's SDK traffic (0 on a Go2's own network)")})
+    resend_hz: float = field(default=50.0, metadata={'description': (
+        'rate at which the latest command is re-sent with Move (the robot stops ~1 s after '
+        'its last Move)')})
+    watchdog_timeout: float = field(default=0.5, metadata={'description': (
+        's without a new command before the worker sends StopMove')})
+    ready_timeout: float = field(default=10.0, metadata={'description': (
+        's allowed for BalanceStand and a ready mode on the state topic at start-up')})
+    request_timeout: float = field(default=0.5, metadata={'description': (
+        "SportClient timeout for one request or send")})
+    state_topic: str = field(default='rt/sportmodestate', metadata={'description': (
+        'SportModeState_ topic read for readiness (or rt/lf/sportmodestate)')})
+    ready_modes: tuple[int, ...] = field(default=(1, 3), metadata={'description': (
+        'SportModeState_.mode values that accept Move (1 balance stand, 3 locomotion)')})
+    balance_stand: bool = field(default=True, metadata={'description': (
+        'send BalanceStand at start-up')})
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:

@@ -25,7 +25,7 @@ Pure numpy (the filter module also holds the planner's torch helper); never impo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,12 +50,12 @@ class CommandLimits:
     jump and keep the Go2-W's own locomotion controller inside its comfortable range.
     """
 
-    vx: float = 1.0    # m/s, |forward velocity|
-    vy: float = 0.5    # m/s, |lateral velocity|
-    wz: float = 0.5    # rad/s, |yaw rate|
-    ax: float = 2.0    # m/s^2, |forward acceleration|
-    ay: float = 1.0    # m/s^2, |lateral acceleration|
-    awz: float = 2.0   # rad/s^2, |yaw acceleration|
+    vx: float = field(default=1.0, metadata={'description': 'max |forward velocity|, m/s'})
+    vy: float = field(default=0.5, metadata={'description': 'max |lateral velocity|, m/s'})
+    wz: float = field(default=0.5, metadata={'description': 'max |yaw rate|, rad/s'})
+    ax: float = field(default=2.0, metadata={'description': 'max |forward acceleration|, m/s^2'})
+    ay: float = field(default=1.0, metadata={'description': 'max |lateral acceleration|, m/s^2'})
+    awz: float = field(default=2.0, metadata={'description': 'max |yaw acceleration|, rad/s^2'})
 
     def __post_init__(self) -> None:
         for f in fields(self):
