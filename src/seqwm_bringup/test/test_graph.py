@@ -1,0 +1,100 @@
+"""The node graph the launch files and the demo runner start (built without launch_ros)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seqwm_bringup.graph import (GraphError, agent_only, build_graph, params_yaml, ros_args,
+                                 split_names)
+
+PKG = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize('n', [2, 3, 4, 5])
+def test_gate_graph_chains_every_agent_to_its_predecessor(n):
+    robots = [f'go2w_{k + 1}' for k in range(n)]
+    nodes = build_graph('gate', robots, {'agent': {'dt': 0.1}}, sim=True)
+    agents = [x for x in nodes if x.executable == 'agent']
+    assert [a.namespace for a in agents] == [f'/{r}' for r in robots]
+    assert [a.parameters['order_index'] for a in agents] == list(range(n))
+    assert agents[0].remappings == () and agents[0].parameters['predecessor'] == ''
+    for k in range(1, n):
+        assert agents[k].remappings == (('predecessor_intent', f'/{robots[k - 1]}/intent'),)
+        assert agents[k].parameters['predecessor'] == robots[k - 1]
+    assert all(a.parameters['team'] == robots and a.parameters['dt'] == 0.1 for a in agents)
+    assert len({a.fqn for a in nodes}) == len(nodes), 'node names must be unique'
+
+
+def test_order_argument_changes_the_chain_not_the_namespaces():
+    nodes = build_graph('pushbox', ['a', 'b', 'c'], order=['c', 'a', 'b'])
+    agents = {x.namespace: x for x in nodes if x.executable == 'agent'}
+    assert agents['/c'].parameters['order_index'] == 0
+    assert agents['/a'].remappings == (('predecessor_intent', '/c/intent'),)
+    assert agents['/b'].parameters['predecessor'] == 'a'
+
+
+def test_sim_graph_has_arena_and_sim_mocap_real_graph_has_neither():
+    sim = build_graph('pushbox', ['go2w_1', 'go2w_2'], sim=True)
+    real = build_graph('pushbox', ['go2w_1', 'go2w_2'], {'mocap': {'source': 'nokov'}}, sim=False)
+    assert [x.name for x in sim][:2] == ['arena', 'mocap_bridge']
+    assert 'arena' not in [x.name for x in real]
+    bridge = next(x for x in sim if x.name == 'mocap_bridge')
+    assert bridge.parameters['source'] == 'sim'
+    assert bridge.parameters['bodies'] == ['go2w_1', 'go2w_2', 'box']
+    assert {x.parameters['backend'] for x in sim if x.executable == 'agent'} == {'topic'}
+    assert {x.parameters['backend'] for x in real if x.executable == 'agent'} == {'unitree'}
+
+
+def test_shared_task_section_reaches_arena_and_agents_alike():
+    cfg = {'task': {'target_x': 4.2}, 'agent': {'model_dir': 'm'}, 'arena': {'seed': 3}}
+    nodes = build_graph('pushbox', ['r1', 'r2'], cfg)
+    assert {x.parameters.get('target_x') for x in nodes if x.name in ('arena', 'agent')} == {4.2}
+
+
+@pytest.mark.parametrize('task,robots,msg', [
+    ('pushbox', ['a'], 'needs 2..5'),
+    ('shepherd', ['a', 'b', 'c'], 'needs 2..2'),
+    ('gate', ['a', 'a'], 'unique'),
+    ('gate', ['a', 'bad-name'], 'valid ROS name'),
+    ('pushbox', ['a', 'box'], 'clashes'),
+    ('football', ['a', 'b'], 'unknown task'),
+])
+def test_invalid_teams_are_refused_with_a_reason(task, robots, msg):
+    with pytest.raises(GraphError, match=msg):
+        build_graph(task, robots)
+
+
+def test_order_must_be_a_permutation_of_robots():
+    with pytest.raises(GraphError, match='permutation'):
+        build_graph('pushbox', ['a', 'b'], order=['a', 'c'])
+
+
+def test_agent_only_returns_that_robots_node():
+    node = agent_only('pushbox', 'go2w_2', ['go2w_1', 'go2w_2'], sim=False)
+    assert node.namespace == '/go2w_2' and node.parameters['order_index'] == 1
+    with pytest.raises(GraphError):
+        agent_only('pushbox', 'go2w_9', ['go2w_1', 'go2w_2'])
+
+
+def test_process_arguments_and_params_file_name_the_node_explicitly():
+    node = build_graph('pushbox', ['go2w_1', 'go2w_2'])[-1]
+    args = ros_args(node, '/tmp/p.yaml')
+    assert args[:3] == ['--ros-args', '-r', '__node:=agent']
+    assert '__ns:=/go2w_2' in args and 'predecessor_intent:=/go2w_1/intent' in args
+    doc = yaml.safe_load(params_yaml(node))
+    assert list(doc) == ['/go2w_2/agent'], 'explicit section, never a /** wildcard'
+    assert doc['/go2w_2/agent']['ros__parameters']['order_index'] == 1
+
+
+def test_split_names_accepts_commas_and_spaces():
+    assert split_names(' go2w_1, go2w_2  go2w_3 ') == ['go2w_1', 'go2w_2', 'go2w_3']
+
+
+@pytest.mark.parametrize('name', ['pushbox', 'gate', 'shepherd', 'agent'])
+def test_launch_files_are_valid_python_that_define_generate_launch_description(name):
+    tree = ast.parse((PKG / 'launch' / f'{name}.launch.py').read_text())
+    assert 'generate_launch_description' in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+    ast.parse((PKG / 'seqwm_bringup' / 'launch_actions.py').read_text())
