@@ -121,8 +121,10 @@ class RobotConfig(_FromDict):
     diameter lies between its length and width, so two robots cannot pass a 1 m gate side by
     side, as in the real arena). Its locomotion controller tracks body-frame (vx, vy, wz)
     commands, clamped to the limits below, through a first-order lag of time constant
-    `lag_tau_lin` (vx, vy) and `lag_tau_yaw` (wz). Against contacts it pushes with at most
-    `max_push_force` newtons on top of its own acceleration.
+    `lag_tau_lin` (vx, vy) and `lag_tau_yaw` (wz). While it presses against another body
+    (box, robot, sheep) its horizontal force is limited to `max_push_force` (traction): 20 N is
+    below the PushBox box's floor friction (mu m g = 29 N nominal, 24-35 N randomised), so one
+    robot cannot move the box and two can.
     """
 
     radius: float = 0.3
@@ -132,7 +134,7 @@ class RobotConfig(_FromDict):
     wz_max: float = 0.5
     lag_tau_lin: float = 0.2
     lag_tau_yaw: float = 0.15
-    max_push_force: float = 60.0
+    max_push_force: float = 20.0
 
     def __post_init__(self) -> None:
         _positive(self, 'radius', 'mass', 'vx_max', 'vy_max', 'wz_max', 'lag_tau_lin',
@@ -248,8 +250,8 @@ class PushBoxConfig(_TaskConfig):
     box_size: float = 1.2
     box_mass: float = 6.0
     box_friction: float = 0.5
-    box_mass_range: tuple = (5.0, 7.0)
-    box_friction_range: tuple = (0.4, 0.6)
+    box_mass_range: tuple = (5.5, 6.5)
+    box_friction_range: tuple = (0.45, 0.55)
     box_start: tuple = (2.0, 0.0)
     box_start_jitter: float = 0.2
     box_yaw_jitter: float = 0.1
@@ -277,6 +279,9 @@ class PushBoxConfig(_TaskConfig):
         for x, y in self.robot_starts():
             _check(a.x_min + self.robot.radius + self.robot_pos_jitter <= x, 'robot_start_back',
                    f'robot start x {x:.2f} leaves no room to the left wall')
+            _check(a.y_min + self.robot.radius + self.robot_pos_jitter <= y
+                   <= a.y_max - self.robot.radius - self.robot_pos_jitter, 'robot_start_span',
+                   f'robot start y {y:.2f} leaves no room to the side walls')
 
     def robot_starts(self) -> list[tuple[float, float]]:
         """Nominal robot starts: behind the box start, spread over `robot_start_span` in y.
@@ -286,13 +291,18 @@ class PushBoxConfig(_TaskConfig):
         """
         n = self.num_robots
         bx, by = self.box_start
-        clear = (self.box_size / 2 * math.sqrt(2) + self.box_start_jitter + self.robot.radius
-                 + self.robot_pos_jitter + 0.05)
+        yj = min(self.box_yaw_jitter, math.pi / 4)
+        reach = self.box_size / 2 * (math.cos(yj) + math.sin(yj)) + self.box_start_jitter
+        clear = reach + self.robot.radius + self.robot_pos_jitter
+        # robots never start overlapping each other: widen the span if needed
+        span = max(self.robot_start_span,
+                   (n - 1) * (2 * (self.robot.radius + self.robot_pos_jitter) + 0.05))
         starts = []
         for i in range(n):
-            off = 0.0 if n == 1 else (i / (n - 1) - 0.5) * self.robot_start_span
-            back = self.robot_start_back if abs(off) >= clear else max(self.robot_start_back,
-                                                                        clear)
+            off = 0.0 if n == 1 else (i / (n - 1) - 0.5) * span
+            # a lane that could overlap the box by more than 2 cm starts behind its reach
+            back = self.robot_start_back if abs(off) + 0.02 >= clear else max(
+                self.robot_start_back, clear)
             starts.append((bx - back, by + off))
         return starts
 

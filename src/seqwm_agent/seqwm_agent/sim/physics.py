@@ -1,28 +1,33 @@
 """Batched planar rigid-body world: velocity-tracking robots, a box or a sheep, walls, a gate.
 
 Everything is one tensor per quantity with a leading batch dimension B (environments); no Python
-loop runs over environments or bodies, only over sub-steps and solver iterations.
+loop runs over environments or bodies, only over sub-steps, solver iterations and the handful of
+contact groups. State is stored component-major, `pose` / `vel` as (3, B, K), so every
+contact group works on contiguous (B, m) slices without gathers.
 
-Bodies of one environment, in this order (index k):
-  0..n-1   robots: discs of radius r, mass m_r, yaw driven by their controller (no yaw inertia
-           in contacts: the legged controller holds its heading, so contact torques on a robot
-           go to the ground through its feet)
-  n        the object, if the task has one: the PushBox box (a square with mass, yaw inertia and
-           Coulomb ground friction) or the Shepherd sheep (a velocity-tracking disc)
-  K        one static body (arena walls, gate posts) with zero inverse mass
+Bodies of one environment (index k):
+  0..n-1  robots: discs of radius r and mass m_r. Their yaw follows their controller (no yaw
+          inertia in contacts: a legged robot holds its heading through its feet), and their own
+          spin does not drag what they touch.
+  n       the object, if the task has one: the PushBox box (a square with mass, yaw inertia and
+          Coulomb ground friction) or the Shepherd sheep (a velocity-tracking disc).
+Arena walls and gate posts are static (infinite mass, frictionless).
 
 Per sub-step (dt = control_dt / substeps):
   1. locomotion controller: body-frame command -> first-order lag -> desired world velocity;
-  2. contact detection (positions at the start of the sub-step), speculative: contacts that are
-     still open may close at most their gap within the sub-step, so nothing tunnels;
-  3. `solver_iterations` Jacobi iterations of the impulse solver with mass splitting: drive
-     motors (force-limited), normal impulses (>= 0), Coulomb friction impulses at contacts, and
-     the box's ground friction (a force/torque limit surface, see `_box_ground_friction`);
-     impulses act equal and opposite on both bodies at the contact point, so every contact
-     conserves linear and angular momentum;
+  2. contact detection at the start-of-sub-step positions. Contacts are speculative: an open
+     contact may close at most its gap within the sub-step, so nothing tunnels;
+  3. `solver_iterations` iterations of a projected impulse solver (Gauss-Seidel over contact
+     groups, Jacobi with mass splitting inside a group): drive motors (force-limited), normal
+     impulses (>= 0), Coulomb friction at body-body contacts, and the box's ground friction (a
+     force/torque limit surface, see `_box_ground_friction`). Every contact impulse acts equal and
+     opposite on both bodies at the contact point: linear momentum is conserved exactly, and so
+     is angular momentum for frictionless contacts (with friction, the torque on a robot goes to
+     its controller);
   4. semi-implicit Euler integration of positions and yaw (wrapped to (-pi, pi]);
-  5. position correction: remaining penetration beyond `slop` is pushed apart along the contact
-     normal in inverse-mass proportion (velocities untouched), so penetration cannot grow.
+  5. position correction: penetration left beyond `slop` is removed (a fraction
+     `position_correction` per sub-step) by moving bodies apart along the normal in inverse-mass
+     proportion, without touching velocities, so penetration cannot grow.
 """
 from __future__ import annotations
 
@@ -32,64 +37,50 @@ from dataclasses import dataclass
 import torch
 
 from .config import ArenaConfig, PhysicsConfig, RobotConfig
-from .geometry import rotate, to_frame, wrap_angle
+from .geometry import wrap_angle
 
-# speculative contact range: relative speeds above this (m/s) could skip a contact in one sub-step
+# speculative contact range: bodies closing faster than this (m/s) could pass a contact unnoticed
 _MAX_CLOSING_SPEED = 4.0
 
 
 @dataclass
 class GateGeometry:
-    """A wall across the arena at x = x with an opening of `width` centred at y = gate_y (per env)."""
+    """A wall across the arena at x with an opening of `width` centred at a per-env y."""
 
     x: float
     width: float
     depth: float
 
 
-@dataclass
-class Contacts:
-    """Contact candidates of one sub-step, C per environment.
-
-    normal (B, C, 2) points from body a to body b; arm_a / arm_b (B, C, 2) are the contact point
-    relative to each body's centre; pen (B, C) is the overlap (> 0) or gap (< 0).
-    """
-
-    normal: torch.Tensor
-    arm_a: torch.Tensor
-    arm_b: torch.Tensor
-    pen: torch.Tensor
-
-
 def clamp_norm(x: torch.Tensor, max_norm: torch.Tensor) -> torch.Tensor:
-    """Scale vectors x (..., d) down to norm <= max_norm (...)."""
-    norm = torch.linalg.vector_norm(x, dim=-1)
-    scale = (max_norm / norm.clamp_min(1e-12)).clamp(max=1.0)
-    return x * scale[..., None]
+    """Scale component-major vectors x (d, ...) down to norm <= max_norm (...).
+
+    (Written out: a reduction over the leading dimension is far slower on CPU.)
+    """
+    sq = x[0] * x[0]
+    for comp in x[1:]:
+        sq = sq + comp * comp
+    return x * (max_norm / torch.sqrt(sq).clamp_min(1e-12)).clamp(max=1.0)
 
 
 def _clamp_sym(v: torch.Tensor, h: torch.Tensor | float) -> torch.Tensor:
-    """Clamp v to [-h, h] (h a float or a tensor broadcastable to v)."""
     if torch.is_tensor(h):
         return torch.minimum(torch.maximum(v, -h), h)
     return v.clamp(-h, h)
 
 
-def _disc_vs_rect(local: torch.Tensor, hx: torch.Tensor | float, hy: torch.Tensor | float,
-                  radius: torch.Tensor | float):
-    """Disc centres `local` (..., 2) in a rectangle's frame (centre 0, half sides hx, hy).
+def disc_vs_rect(lx: torch.Tensor, ly: torch.Tensor, hx: torch.Tensor | float,
+                 hy: torch.Tensor | float, radius: torch.Tensor | float):
+    """Discs at (lx, ly) in a rectangle's frame (centre 0, half sides hx, hy).
 
-    Returns the outward normal (..., 2), the closest point on the rectangle boundary (..., 2) and
-    the penetration (...) (> 0 overlap). A centre inside the rectangle is pushed out through the
-    nearest side.
+    Returns outward normal (nx, ny), closest boundary point (px, py) and penetration (> 0
+    overlap). A centre inside the rectangle leaves through the nearest side.
     """
-    lx, ly = local[..., 0], local[..., 1]
     qx, qy = _clamp_sym(lx, hx), _clamp_sym(ly, hy)
     dx, dy = lx - qx, ly - qy
     dist = torch.sqrt(dx * dx + dy * dy)
     outside = dist > 1e-6
     inv = 1.0 / dist.clamp_min(1e-6)
-    # inside: leave through the side with the least penetration
     sx = torch.where(lx >= 0, 1.0, -1.0)
     sy = torch.where(ly >= 0, 1.0, -1.0)
     ax, ay = hx - lx.abs(), hy - ly.abs()
@@ -100,7 +91,19 @@ def _disc_vs_rect(local: torch.Tensor, hx: torch.Tensor | float, hy: torch.Tenso
     px = torch.where(outside | ~use_x, qx, sx * hx)
     py = torch.where(outside | use_x, qy, sy * hy)
     pen = torch.where(outside, radius - dist, radius + torch.minimum(ax, ay))
-    return torch.stack((nx, ny), -1), torch.stack((px, py), -1), pen
+    return nx, ny, px, py, pen
+
+
+def _normal_step(lam: torch.Tensor, vn: torch.Tensor, k: torch.Tensor, bias: torch.Tensor):
+    """Accumulated normal impulse update: lam >= 0 stops approach beyond the gap."""
+    new = (lam - k * (vn + bias)).clamp_min(0.0)
+    return new, new - lam
+
+
+def _friction_step(lam: torch.Tensor, vt: torch.Tensor, k: torch.Tensor, limit: torch.Tensor):
+    """Accumulated Coulomb friction impulse update: |lam| <= mu * normal impulse."""
+    new = torch.maximum(torch.minimum(lam - k * vt, limit), -limit)
+    return new, new - lam
 
 
 class PlanarWorld:
@@ -120,321 +123,570 @@ class PlanarWorld:
         self.has_box = box_size is not None
         self.has_sheep = sheep_radius is not None
         self.obj = num_robots if (self.has_box or self.has_sheep) else None
-        self.K = num_robots + (1 if self.obj is not None else 0)   # dynamic bodies
-        self.static = self.K                                        # index of the static body
+        self.K = num_robots + (1 if self.obj is not None else 0)   # bodies
         self.A = num_robots + (1 if self.has_sheep else 0)          # actuated bodies 0..A-1
+        self.D = self.A                                             # discs 0..D-1 (robots, sheep)
         self.box_size = box_size
         self.box_half = None if box_size is None else box_size / 2
-        # radius of gyration of a uniform square: sets both its inertia and its friction torque
+        # radius of gyration of a uniform square: sets its inertia and its friction torque limit
         self.box_rho = None if box_size is None else box_size / math.sqrt(6.0)
-        B, K1, A, dev = num_envs, self.K + 1, self.A, self.device
+        B, K, A, dev = num_envs, self.K, self.A, self.device
         f32 = dict(device=dev, dtype=torch.float32)
 
-        self.pose = torch.zeros(B, K1, 3, **f32)
-        self.vel = torch.zeros(B, K1, 3, **f32)
-        self.inv_mass = torch.zeros(B, K1, **f32)
-        self.inv_mass[:, :num_robots] = 1.0 / robot.mass
-        self.inv_inertia = torch.zeros(B, K1, **f32)
+        self._pose = torch.zeros(3, B, K, **f32)    # x, y, yaw
+        self._vel = torch.zeros(3, B, K, **f32)     # vx, vy, yaw rate
+        self.inv_mass = torch.full((B, K), 1.0 / robot.mass, **f32)
+        self.box_mass = torch.ones(B, **f32)
+        self.box_inv_inertia = torch.zeros(B, **f32)
+        self.box_mu = torch.zeros(B, **f32)
         self.act_mass = torch.full((B, A), robot.mass, **f32)
         self.act_force_dt = torch.full((B, A), robot.max_push_force * self.dt, **f32)
         base_tau = torch.tensor([robot.lag_tau_lin, robot.lag_tau_lin, robot.lag_tau_yaw], **f32)
-        self.base_tau = base_tau.expand(A, 3).clone()
+        self.base_tau = base_tau[:, None].expand(3, A).clone()     # (3, A)
+        radius = [robot.radius] * num_robots
         if self.has_sheep:
             self.inv_mass[:, self.obj] = 1.0 / sheep_mass
             self.act_mass[:, self.obj] = sheep_mass
             self.act_force_dt[:, self.obj] = sheep_max_force * self.dt
-            self.base_tau[self.obj] = sheep_tau
-        self.alpha = torch.zeros(B, A, 3, **f32)
+            self.base_tau[:, self.obj] = sheep_tau
+            radius.append(sheep_radius)
+        self.disc_r = torch.tensor(radius, **f32)                  # (D,)
+        self.alpha = torch.zeros(3, B, A, **f32)
         self.set_lag_scale(torch.ones(B, **f32))
-        self.v_ref = torch.zeros(B, A, 3, **f32)    # lag state, body frame (vx, vy, wz)
-        self.v_des = torch.zeros(B, A, 2, **f32)    # desired world velocity of the last sub-step
-        self.box_mu = torch.zeros(B, **f32)
-        self.box_mass = torch.ones(B, **f32)
+        self.v_ref = torch.zeros(3, B, A, **f32)     # lag state, body frame (vx, vy, wz)
+        self.v_des = torch.zeros(2, B, A, **f32)     # desired world velocity, last sub-step
         self.gate_y = torch.zeros(B, **f32)
-        self.delay = torch.zeros(B, dtype=torch.long, device=dev)   # actuation delay, sub-steps
+        self.delay = torch.zeros(B, dtype=torch.long, device=dev)  # actuation delay, sub-steps
+        self._warm: dict = {}                        # accumulated impulses of the last sub-step
 
-        # ---- static contact candidate lists (identical for every environment) -------------
-        discs = list(range(num_robots)) + ([self.obj] if self.has_sheep else [])
-        radius = [robot.radius] * num_robots + ([sheep_radius] if self.has_sheep else [])
-        self.disc_idx = torch.tensor(discs, dtype=torch.long, device=dev)
-        self.disc_r = torch.tensor(radius, **f32)
-        ia, ib, mu, flag_a, flag_b = [], [], [], [], []
+        # disc pairs (robot-robot, robot-sheep); a pair is a collision for each robot in it
+        pairs = [(i, j) for i in range(self.D) for j in range(i + 1, self.D)]
+        self.pair_i = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=dev)
+        self.pair_j = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=dev)
+        self.pair_rsum = self.disc_r[self.pair_i] + self.disc_r[self.pair_j] if pairs else None
+        self.is_robot = (torch.arange(self.D, device=dev) < num_robots).float()
+        self.pair_flag_i = self.is_robot[self.pair_i] if pairs else None
+        self.pair_flag_j = self.is_robot[self.pair_j] if pairs else None
+        # the pair sums as a (P, D) incidence matrix: per-disc totals by one matmul
+        self.pair_inc_i = torch.zeros(len(pairs), self.D, **f32)
+        self.pair_inc_j = torch.zeros(len(pairs), self.D, **f32)
+        for p, (i, j) in enumerate(pairs):
+            self.pair_inc_i[p, i] = 1.0
+            self.pair_inc_j[p, j] = 1.0
 
-        def add(a: int, b: int, m: float, fa: bool, fb: bool) -> None:
-            ia.append(a), ib.append(b), mu.append(m), flag_a.append(fa), flag_b.append(fb)
+    # ---- views and per-environment settings -----------------------------------------------------
+    @property
+    def pose(self) -> torch.Tensor:
+        """Poses (B, K, 3) = x, y, yaw (a view: writes go to the world)."""
+        return self._pose.permute(1, 2, 0)
 
-        mu_c = physics.contact_friction
-        pairs = [(i, j) for i in range(len(discs)) for j in range(i + 1, len(discs))]
-        self._dd_i = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=dev)
-        self._dd_j = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=dev)
-        for i, j in pairs:    # robot-robot and robot-sheep: both are collisions for robots
-            add(discs[i], discs[j], mu_c, discs[i] < num_robots, discs[j] < num_robots)
-        if self.has_box:      # robot-box: pushing, not a collision
-            for i in range(num_robots):
-                add(self.obj, i, mu_c, False, False)
-        for k in discs:       # disc vs nearest x wall, nearest y wall (frictionless)
-            add(self.static, k, 0.0, False, k < num_robots)
-            add(self.static, k, 0.0, False, k < num_robots)
-        if self.has_box:      # box: its two deepest corners vs nearest x wall, same for y
-            for _ in range(4):
-                add(self.static, self.obj, 0.0, False, False)
-        if gate is not None:  # disc vs the gate post on its side of the opening
-            for k in discs:
-                add(self.static, k, 0.0, False, k < num_robots)
-        self.ia = torch.tensor(ia, dtype=torch.long, device=dev)
-        self.ib = torch.tensor(ib, dtype=torch.long, device=dev)
-        self.mu = torch.tensor(mu, **f32)
-        self.flag_a = torch.tensor(flag_a, **f32)
-        self.flag_b = torch.tensor(flag_b, **f32)
-        self.num_contacts = len(ia)
+    @property
+    def vel(self) -> torch.Tensor:
+        """Velocities (B, K, 3) = vx, vy, yaw rate (a view)."""
+        return self._vel.permute(1, 2, 0)
 
-    # ---- configuration per environment (domain randomisation) ------------------------------
     def set_lag_scale(self, scale: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """Lag time constants x scale (B,): exact discretisation alpha = 1 - exp(-dt / tau)."""
-        alpha = 1.0 - torch.exp(-self.dt / (self.base_tau[None] * scale[:, None, None]))
-        self.alpha = alpha if mask is None else torch.where(mask[:, None, None], alpha, self.alpha)
+        alpha = 1.0 - torch.exp(-self.dt / (self.base_tau[:, None, :] * scale[None, :, None]))
+        self.alpha = alpha if mask is None else torch.where(mask[None, :, None], alpha, self.alpha)
 
     def set_box(self, mass: torch.Tensor, mu: torch.Tensor, mask: torch.Tensor) -> None:
-        """Box mass (B,) and ground friction coefficient (B,) where mask (B,) is set."""
+        """Box mass (B,) and floor friction coefficient (B,) where mask (B,) is set."""
         self.box_mass = torch.where(mask, mass, self.box_mass)
         self.box_mu = torch.where(mask, mu, self.box_mu)
-        inertia = self.box_mass * self.box_rho ** 2
         self.inv_mass[:, self.obj] = 1.0 / self.box_mass
-        self.inv_inertia[:, self.obj] = 1.0 / inertia
+        self.box_inv_inertia = 1.0 / (self.box_mass * self.box_rho ** 2)
 
     def place(self, pose: torch.Tensor, mask: torch.Tensor) -> None:
         """Teleport bodies to pose (B, K, 3) at rest where mask (B,) is set; controllers idle."""
-        m3 = mask[:, None, None]
-        pose = pose.clone()
-        pose[..., 2] = wrap_angle(pose[..., 2])
-        self.pose[:, :self.K] = torch.where(m3, pose, self.pose[:, :self.K])
-        self.vel = torch.where(m3, torch.zeros_like(self.vel), self.vel)
-        self.v_ref = torch.where(m3, torch.zeros_like(self.v_ref), self.v_ref)
-        self.v_des = torch.where(m3, torch.zeros_like(self.v_des), self.v_des)
+        new = pose.permute(2, 0, 1).to(self._pose)
+        new = torch.stack((new[0], new[1], wrap_angle(new[2])))
+        m = mask[None, :, None]
+        self._pose = torch.where(m, new, self._pose)
+        self._vel = torch.where(m, torch.zeros_like(self._vel), self._vel)
+        self.v_ref = torch.where(m, torch.zeros_like(self.v_ref), self.v_ref)
+        self.v_des = torch.where(m, torch.zeros_like(self.v_des), self.v_des)
+        keep = ~mask
+        self._warm = {k: (v * keep if k == 'floor' else v * keep[None, :, None] if k == 'motor'
+                          else tuple(t * keep[:, None] for t in v))
+                      for k, v in self._warm.items()}
 
-    # ---- one control step -----------------------------------------------------------------
+    # ---- one control step -------------------------------------------------------------------------
     def step(self, cmd: torch.Tensor, prev_cmd: torch.Tensor) -> torch.Tensor:
         """Advance one control period with body-frame commands cmd (B, A, 3), already clamped.
 
         Environments with actuation delay d (sub-steps) apply prev_cmd for their first d
-        sub-steps. Returns per-robot collision flags (B, n) bool: the robot touched another robot
-        (or the sheep), a wall or a gate post in any sub-step.
+        sub-steps. Returns per-robot collision flags (B, n) bool: the robot touched another
+        robot, the sheep, a wall or a gate post in some sub-step.
         """
-        touched = torch.zeros(self.B, self.K + 1, device=self.device)
+        cmd_t, prev_t = cmd.permute(2, 0, 1), prev_cmd.permute(2, 0, 1)
+        hits = torch.zeros(self.B, self.D, device=self.device)
         for s in range(self.phys.substeps):
-            use = torch.where((self.delay > s)[:, None, None], prev_cmd, cmd)
-            touched = touched + self.substep(use)
-        return touched[:, :self.n] > 0
+            use = torch.where((self.delay > s)[None, :, None], prev_t, cmd_t)
+            hits = hits + self.substep(use)
+        return hits[:, :self.n] > 0
 
     def substep(self, cmd: torch.Tensor) -> torch.Tensor:
-        """One physics sub-step; returns per-body collision counts (B, K + 1)."""
-        dt, A = self.dt, self.A
-        # 1. locomotion controller: first-order lag in the body frame, then to the world frame
-        self.v_ref = self.v_ref + self.alpha * (cmd - self.v_ref)
-        yaw = self.pose[:, :A, 2]
-        v_des = rotate(self.v_ref[..., :2], torch.cos(yaw), torch.sin(yaw))
-        # the controller always realises its own acceleration, plus max_push_force against loads
-        budget = self.act_mass * torch.linalg.vector_norm(v_des - self.v_des, dim=-1) \
-            + self.act_force_dt
-        self.v_des = v_des
-        self.vel[:, :A, 2] = self.v_ref[..., 2]
+        """One physics sub-step with commands cmd (3, B, A); returns disc contact counts (B, D)."""
+        dt, A, D, n = self.dt, self.A, self.D, self.n
+        phys = self.phys
+        px, py, yaw = self._pose[0], self._pose[1], self._pose[2]
+        vx, vy, w = self._vel[0], self._vel[1], self._vel[2]
 
-        # 2. contacts and solver set-up
-        c = self.detect()
-        n, ta = c.normal, c.normal.flip(-1) * c.normal.new_tensor([-1.0, 1.0])   # tangent
-        ia, ib = self.ia, self.ib
-        active = (c.pen > -_MAX_CLOSING_SPEED * dt).float()
-        count = torch.zeros(self.B, self.K + 1, device=self.device)
-        count.index_add_(1, ia, active).index_add_(1, ib, active)
+        # 1. detection; which actuated bodies press against another body
+        count = torch.zeros(self.B, self.K, device=self.device)
+        pressed = torch.zeros(self.B, D, device=self.device)
+        groups = self._detect(count, pressed)
         count = count.clamp_min(1.0)
-        ima, imb = self.inv_mass[:, ia], self.inv_mass[:, ib]
-        iia, iib = self.inv_inertia[:, ia], self.inv_inertia[:, ib]
-        ran = c.arm_a[..., 0] * n[..., 1] - c.arm_a[..., 1] * n[..., 0]
-        rbn = c.arm_b[..., 0] * n[..., 1] - c.arm_b[..., 1] * n[..., 0]
-        rat = c.arm_a[..., 0] * ta[..., 1] - c.arm_a[..., 1] * ta[..., 0]
-        rbt = c.arm_b[..., 0] * ta[..., 1] - c.arm_b[..., 1] * ta[..., 0]
-        ca, cb = count[:, ia], count[:, ib]     # mass splitting: Jacobi without overshoot
-        kn = 1.0 / (ca * (ima + iia * ran * ran) + cb * (imb + iib * rbn * rbn)).clamp_min(1e-9)
-        kt = 1.0 / (ca * (ima + iia * rat * rat) + cb * (imb + iib * rbt * rbt)).clamp_min(1e-9)
-        jna = torch.cat((n, ran[..., None]), -1)          # velocity Jacobians (B, C, 3)
-        jnb = torch.cat((n, rbn[..., None]), -1)
-        jta = torch.cat((ta, rat[..., None]), -1)
-        jtb = torch.cat((ta, rbt[..., None]), -1)
-        wa = torch.stack((ima, ima, iia), -1)
-        wb = torch.stack((imb, imb, iib), -1)
-        mna, mnb, mta, mtb = jna * wa, jnb * wb, jta * wa, jtb * wb
-        bias = (-c.pen).clamp_min(0.0) / dt                # speculative: may close the gap
-        lam_n = torch.zeros_like(c.pen)
-        lam_t = torch.zeros_like(c.pen)
-        lam_m = torch.zeros(self.B, A, 2, device=self.device)
-        lam_f = torch.zeros(self.B, 3, device=self.device)
-        m_act = self.act_mass[..., None]
 
-        # 3. solver iterations
-        for _ in range(self.phys.solver_iterations):
-            # drive motors: push the velocity towards v_des within the force budget
-            v = self.vel[:, :A, :2]
+        # 2. locomotion controller: first-order lag in the body frame -> desired world velocity.
+        # Free, it realises the lag's acceleration exactly; pressing against a body, its
+        # horizontal force is limited to max_push_force (traction).
+        self.v_ref = self.v_ref + self.alpha * (cmd - self.v_ref)
+        c, s = torch.cos(yaw[:, :A]), torch.sin(yaw[:, :A])
+        ux, uy = self.v_ref[0], self.v_ref[1]
+        v_des = torch.stack((c * ux - s * uy, s * ux + c * uy))          # (2, B, A)
+        dvd = v_des - self.v_des
+        own = self.act_mass * torch.sqrt(dvd[0] * dvd[0] + dvd[1] * dvd[1])
+        budget = torch.where(pressed[:, :A] > 0, 0.0, own) + self.act_force_dt
+        self.v_des = v_des
+        w[:, :A] = self.v_ref[2]
+        im = self.inv_mass
+        for g in groups.values():
+            g.prepare(self, count, im)
+
+        # 3. warm start with the last sub-step's impulses (contact slots are fixed, so a
+        # resting or pushing contact starts converged), then solver iterations
+        warm = self._warm
+        m_act = self.act_mass
+        lam_m = torch.zeros(2, self.B, A, device=self.device)
+        lam_f = torch.zeros(3, self.B, device=self.device)
+        if warm:
+            lam_m = clamp_norm(warm['motor'], budget)
+            self._vel[:2, :, :A] += lam_m / m_act
+            if self.has_box:
+                lam_f = self._box_ground_friction(lam_f, warm['floor'])
+            for key, g in groups.items():
+                g.warm(self, warm.get(key))
+        for _ in range(phys.solver_iterations):
+            v = self._vel[:2, :, :A]
             lam_new = clamp_norm(lam_m + m_act * (self.v_des - v), budget)
-            self.vel[:, :A, :2] = v + (lam_new - lam_m) / m_act
+            self._vel[:2, :, :A] = v + (lam_new - lam_m) / m_act
             lam_m = lam_new
-            # contacts
-            va, vb = self.vel[:, ia], self.vel[:, ib]
-            vn = (vb * jnb).sum(-1) - (va * jna).sum(-1)
-            vt = (vb * jtb).sum(-1) - (va * jta).sum(-1)
-            ln_new = (lam_n - kn * (vn + bias)).clamp_min(0.0)
-            dln = ln_new - lam_n
-            lam_n = ln_new
-            lim = self.mu * lam_n
-            lt_new = torch.minimum(torch.maximum(lam_t - kt * vt, -lim), lim)
-            dlt = lt_new - lam_t
-            lam_t = lt_new
-            dln, dlt = dln[..., None], dlt[..., None]
-            self.vel.index_add_(1, ib, dln * mnb + dlt * mtb)
-            self.vel.index_add_(1, ia, -(dln * mna + dlt * mta))
             if self.has_box:
                 lam_f = self._box_ground_friction(lam_f)
+            for g in groups.values():
+                g.solve(self)
+
+        self._warm = {'motor': lam_m, 'floor': lam_f,
+                      **{key: g.impulses() for key, g in groups.items()}}
 
         # 4. integrate
-        K = self.K
-        self.pose[:, :K, :2] += self.vel[:, :K, :2] * dt
-        self.pose[:, :K, 2] = wrap_angle(self.pose[:, :K, 2] + self.vel[:, :K, 2] * dt)
+        self._pose[:2] += self._vel[:2] * dt
+        self._pose[2] = wrap_angle(self._pose[2] + self._vel[2] * dt)
 
-        # 5. position correction (velocities untouched) and collision flags
-        va, vb = self.vel[:, ia], self.vel[:, ib]
-        vn = (vb * jnb).sum(-1) - (va * jna).sum(-1)
-        pen = c.pen - vn * dt
-        corr = self.phys.position_correction * (pen - self.phys.slop).clamp_min(0.0)
-        share = corr / (ima + imb).clamp_min(1e-9)
-        push = n * share[..., None]
-        delta = torch.zeros(self.B, K + 1, 2, device=self.device)
-        delta.index_add_(1, ib, push * (imb / cb)[..., None])
-        delta.index_add_(1, ia, -push * (ima / ca)[..., None])
-        self.pose[:, :K, :2] += delta[:, :K]
-        touch = (pen > -self.phys.collision_margin).float()
-        hits = torch.zeros(self.B, K + 1, device=self.device)
-        hits.index_add_(1, ia, touch * self.flag_a).index_add_(1, ib, touch * self.flag_b)
+        # 5. position correction and collision flags
+        hits = torch.zeros(self.B, D, device=self.device)
+        for g in groups.values():
+            g.correct(self, hits)
         return hits
 
-    def _box_ground_friction(self, lam_f: torch.Tensor) -> torch.Tensor:
+    def _box_ground_friction(self, lam_f: torch.Tensor,
+                             target: torch.Tensor | None = None) -> torch.Tensor:
         """Coulomb friction of the box on the floor as one generalised impulse (Fx, Fy, tau/rho).
 
-        The admissible set is the ball |(Fx, Fy, tau/rho)| <= mu m g (an ellipsoidal limit
-        surface with radius of gyration rho; for a uniform square rho = a / sqrt(6) = 0.49 m vs
-        0.46 m mean pressure radius). Projecting onto it in the kinetic-energy metric gives the
+        The admissible set is the ball |(Fx, Fy, tau / rho)| <= mu m g dt (an ellipsoidal limit
+        surface; rho = a / sqrt(6) = 0.49 m for the 1.2 m square vs 0.46 m for its exact mean
+        pressure radius). Projecting onto it in the kinetic-energy metric is the
         maximum-dissipation impulse: a box at rest stays at rest under any push below the limit,
-        and a sliding box decelerates at exactly mu g.
+        and a box sliding without spin decelerates at exactly mu g.
         """
-        k = self.obj
-        m = self.box_mass
-        v = self.vel[:, k]
-        g = torch.stack((v[:, 0], v[:, 1], self.box_rho * v[:, 2]), -1) * m[:, None]
-        lam_new = clamp_norm(lam_f + g, self.box_mu * m * self.phys.gravity * self.dt)
-        d = (lam_new - lam_f) / m[:, None]
-        self.vel[:, k] = v - d * v.new_tensor([1.0, 1.0, 1.0 / self.box_rho])
+        k, m, rho = self.obj, self.box_mass, self.box_rho
+        v = self._vel[:, :, k]                                           # (3, B)
+        limit = self.box_mu * m * self.phys.gravity * self.dt
+        if target is None:      # iteration: towards stopping the box
+            lam_new = clamp_norm(lam_f + torch.stack((v[0], v[1], rho * v[2])) * m, limit)
+        else:                   # warm start: re-apply a previous impulse
+            lam_new = clamp_norm(target, limit)
+        d = (lam_new - lam_f) / m
+        self._vel[0, :, k] = v[0] - d[0]
+        self._vel[1, :, k] = v[1] - d[1]
+        self._vel[2, :, k] = v[2] - d[2] / rho
         return lam_new
 
-    # ---- contact detection ------------------------------------------------------------------
-    def detect(self) -> Contacts:
-        """All contact candidates of this sub-step, in the order of the static lists."""
-        B, dev = self.B, self.device
-        p = self.pose
-        normals, arms_a, arms_b, pens = [], [], [], []
-        discs = p[:, self.disc_idx, :2]                       # (B, D, 2)
-        r = self.disc_r                                        # (D,)
-
-        if self._dd_i.numel():
-            pa, pb = discs[:, self._dd_i], discs[:, self._dd_j]
-            d = pb - pa
-            dist = torch.linalg.vector_norm(d, dim=-1)
-            nrm = torch.where((dist > 1e-6)[..., None], d / dist.clamp_min(1e-6)[..., None],
-                              d.new_tensor([1.0, 0.0]))
-            ra, rb = r[self._dd_i], r[self._dd_j]
-            normals.append(nrm)
-            arms_a.append(nrm * ra[:, None])
-            arms_b.append(-nrm * rb[:, None])
-            pens.append(ra + rb - dist)
-
+    def _detect(self, count: torch.Tensor, pressed: torch.Tensor) -> dict:
+        groups = {}
+        if self.pair_i.numel():
+            groups['pairs'] = _DiscPairs(self, count, pressed)
         if self.has_box:
-            box = p[:, self.obj]                                # (B, 3)
-            cos, sin = torch.cos(box[:, 2:3]), torch.sin(box[:, 2:3])
-            local = to_frame(p[:, :self.n, :2] - box[:, None, :2], cos, sin)
-            h = self.box_half
-            nl, ql, pen = _disc_vs_rect(local, h, h, self.robot.radius)
-            nw = rotate(nl, cos, sin)
-            normals.append(nw)
-            arms_a.append(rotate(ql, cos, sin))
-            arms_b.append(-nw * self.robot.radius)
-            pens.append(pen)
+            groups['box'] = _RobotBox(self, count, pressed)
+            groups['box_walls'] = _BoxWalls(self, count)
+        groups['walls'] = _DiscWalls(self, count)
+        if self.gate is not None:
+            groups['posts'] = _DiscPosts(self, count)
+        return groups
 
-        a = self.arena
-        x, y = discs[..., 0], discs[..., 1]
+    # ---- diagnostics ------------------------------------------------------------------------------
+    def momentum(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linear (B, 2) and angular (B,) momentum about the origin.
+
+        Robots and the sheep count with their linear momentum only (their yaw is held by their
+        controllers); the box also with its spin.
+        """
+        mass = 1.0 / self.inv_mass
+        vx, vy = self._vel[0], self._vel[1]
+        lin = torch.stack(((mass * vx).sum(1), (mass * vy).sum(1)), -1)
+        ang = (mass * (self._pose[0] * vy - self._pose[1] * vx)).sum(1)
+        if self.has_box:
+            ang = ang + self._vel[2, :, self.obj] / self.box_inv_inertia
+        return lin, ang
+
+
+# ---- contact groups ------------------------------------------------------------------------------
+# Each group detects its candidates (aligned with a slice of bodies), prepares effective masses,
+# applies its impulses in `solve`, and corrects positions / reports touches in `correct`.
+# Conventions: normal (nx, ny) points from body a to body b, pen > 0 is overlap.
+
+def _active(pen: torch.Tensor, dt: float) -> torch.Tensor:
+    """Contacts that may close within this sub-step (they count for mass splitting)."""
+    return (pen > -_MAX_CLOSING_SPEED * dt).float()
+
+
+def _touching(pen: torch.Tensor, wd: PlanarWorld) -> torch.Tensor:
+    """Contacts closed to within the collision margin."""
+    return (pen > -wd.phys.collision_margin).float()
+
+
+class _Group:
+    """Common warm-start bookkeeping: `lams` are the accumulated impulses, one (B, m) each."""
+
+    lams: tuple
+
+    def impulses(self) -> tuple:
+        return self.lams
+
+    def warm(self, wd: PlanarWorld, prev: tuple | None) -> None:
+        """Re-apply the previous sub-step's impulses of contacts that are still closed."""
+        if prev is None:
+            return
+        self.warm_apply(wd, [lam * self.touch for lam in prev])
+
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        raise NotImplementedError
+
+
+class _DiscPairs(_Group):
+    """Disc-disc contacts (robot-robot, robot-sheep) with Coulomb friction; no spin."""
+
+    def __init__(self, wd: PlanarWorld, count: torch.Tensor, pressed: torch.Tensor) -> None:
+        i, j = wd.pair_i, wd.pair_j
+        x, y = wd._pose[0], wd._pose[1]
+        dx = x.index_select(1, j) - x.index_select(1, i)
+        dy = y.index_select(1, j) - y.index_select(1, i)
+        dist = torch.sqrt(dx * dx + dy * dy)
+        ok = dist > 1e-6
+        inv = 1.0 / dist.clamp_min(1e-6)
+        self.nx = torch.where(ok, dx * inv, 1.0)
+        self.ny = torch.where(ok, dy * inv, 0.0)
+        self.pen = wd.pair_rsum - dist
+        act = _active(self.pen, wd.dt)
+        count[:, :wd.D] += act @ wd.pair_inc_i + act @ wd.pair_inc_j
+        self.touch = _touching(self.pen, wd)
+        pressed += self.touch @ wd.pair_inc_i + self.touch @ wd.pair_inc_j
+
+    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+        i, j = wd.pair_i, wd.pair_j
+        self.imi, self.imj = im.index_select(1, i), im.index_select(1, j)
+        self.ci, self.cj = count.index_select(1, i), count.index_select(1, j)
+        self.k = 1.0 / (self.ci * self.imi + self.cj * self.imj)
+        self.bias = (-self.pen).clamp_min(0.0) / wd.dt
+        self.lams = (torch.zeros_like(self.pen), torch.zeros_like(self.pen))
+        self.mu = wd.phys.contact_friction
+
+    def _apply(self, wd: PlanarWorld, dn: torch.Tensor, dt_: torch.Tensor) -> None:
+        nx, ny = self.nx, self.ny
+        jx, jy = dn * nx - dt_ * ny, dn * ny + dt_ * nx   # impulse on j (on i: minus)
+        D = wd.D
+        wd._vel[0, :, :D] += (jx * self.imj) @ wd.pair_inc_j - (jx * self.imi) @ wd.pair_inc_i
+        wd._vel[1, :, :D] += (jy * self.imj) @ wd.pair_inc_j - (jy * self.imi) @ wd.pair_inc_i
+
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        ln, lt = lams
+        lim = self.mu * ln
+        lt = torch.maximum(torch.minimum(lt, lim), -lim)
+        self.lams = (ln, lt)
+        self._apply(wd, ln, lt)
+
+    def _rel(self, wd: PlanarWorld):
+        i, j = wd.pair_i, wd.pair_j
+        vx, vy = wd._vel[0], wd._vel[1]
+        dvx = vx.index_select(1, j) - vx.index_select(1, i)
+        dvy = vy.index_select(1, j) - vy.index_select(1, i)
+        return dvx * self.nx + dvy * self.ny, dvy * self.nx - dvx * self.ny   # t = (-ny, nx)
+
+    def solve(self, wd: PlanarWorld) -> None:
+        vn, vt = self._rel(wd)
+        ln, lt = self.lams
+        ln, dn = _normal_step(ln, vn, self.k, self.bias)
+        lt, dt_ = _friction_step(lt, vt, self.k, self.mu * ln)
+        self.lams = (ln, lt)
+        self._apply(wd, dn, dt_)
+
+    def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
+        vn, _ = self._rel(wd)
+        pen = self.pen - vn * wd.dt
+        corr = wd.phys.position_correction * (pen - wd.phys.slop).clamp_min(0.0) \
+            / (self.imi + self.imj)
+        ai, aj = corr * self.imi / self.ci, corr * self.imj / self.cj
+        D = wd.D
+        wd._pose[0, :, :D] += (aj * self.nx) @ wd.pair_inc_j - (ai * self.nx) @ wd.pair_inc_i
+        wd._pose[1, :, :D] += (aj * self.ny) @ wd.pair_inc_j - (ai * self.ny) @ wd.pair_inc_i
+        touch = (pen > -wd.phys.collision_margin).float()
+        hits += (touch * wd.pair_flag_i) @ wd.pair_inc_i + (touch * wd.pair_flag_j) @ wd.pair_inc_j
+
+
+class _RobotBox(_Group):
+    """Robot (b) against the box (a): the box turns, robots do not; Coulomb friction."""
+
+    def __init__(self, wd: PlanarWorld, count: torch.Tensor, pressed: torch.Tensor) -> None:
+        n, k = wd.n, wd.obj
+        x, y, yaw = wd._pose[0], wd._pose[1], wd._pose[2]
+        c, s = torch.cos(yaw[:, k:k + 1]), torch.sin(yaw[:, k:k + 1])
+        dx, dy = x[:, :n] - x[:, k:k + 1], y[:, :n] - y[:, k:k + 1]
+        lx, ly = c * dx + s * dy, -s * dx + c * dy
+        h = wd.box_half
+        nlx, nly, plx, ply, self.pen = disc_vs_rect(lx, ly, h, h, wd.robot.radius)
+        self.nx, self.ny = c * nlx - s * nly, s * nlx + c * nly
+        ax, ay = c * plx - s * ply, s * plx + c * ply              # arm on the box
+        self.ran = ax * self.ny - ay * self.nx                     # arm x n
+        self.rat = -(ax * self.nx + ay * self.ny)                  # arm x t, t = (-ny, nx)
+        act = _active(self.pen, wd.dt)
+        count[:, :n] += act
+        count[:, k] += act.sum(1)
+        self.touch = _touching(self.pen, wd)
+        pressed[:, :n] += self.touch
+
+    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+        n, k = wd.n, wd.obj
+        self.imr, self.imb = im[:, :n], im[:, k:k + 1]
+        self.iib = wd.box_inv_inertia[:, None]
+        self.cr, self.cb = count[:, :n], count[:, k:k + 1]
+        self.kn = 1.0 / (self.cr * self.imr + self.cb * (self.imb + self.iib * self.ran ** 2))
+        self.kt = 1.0 / (self.cr * self.imr + self.cb * (self.imb + self.iib * self.rat ** 2))
+        self.bias = (-self.pen).clamp_min(0.0) / wd.dt
+        self.lams = (torch.zeros_like(self.pen), torch.zeros_like(self.pen))
+        self.mu = wd.phys.contact_friction
+
+    def _rel(self, wd: PlanarWorld):
+        n, k = wd.n, wd.obj
+        vx, vy, w = wd._vel[0], wd._vel[1], wd._vel[2]
+        dvx, dvy = vx[:, :n] - vx[:, k:k + 1], vy[:, :n] - vy[:, k:k + 1]
+        wb = w[:, k:k + 1]
+        vn = dvx * self.nx + dvy * self.ny - wb * self.ran
+        vt = dvy * self.nx - dvx * self.ny - wb * self.rat
+        return vn, vt
+
+    def _apply(self, wd: PlanarWorld, dn: torch.Tensor, dt_: torch.Tensor) -> None:
+        n, k = wd.n, wd.obj
+        jx, jy = dn * self.nx - dt_ * self.ny, dn * self.ny + dt_ * self.nx
+        vx, vy, w = wd._vel[0], wd._vel[1], wd._vel[2]
+        vx[:, :n] += jx * self.imr
+        vy[:, :n] += jy * self.imr
+        vx[:, k] -= (jx * self.imb).sum(1)
+        vy[:, k] -= (jy * self.imb).sum(1)
+        w[:, k] -= ((dn * self.ran + dt_ * self.rat) * self.iib).sum(1)
+
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        ln, lt = lams
+        lim = self.mu * ln
+        lt = torch.maximum(torch.minimum(lt, lim), -lim)
+        self.lams = (ln, lt)
+        self._apply(wd, ln, lt)
+
+    def solve(self, wd: PlanarWorld) -> None:
+        vn, vt = self._rel(wd)
+        ln, lt = self.lams
+        ln, dn = _normal_step(ln, vn, self.kn, self.bias)
+        lt, dt_ = _friction_step(lt, vt, self.kt, self.mu * ln)
+        self.lams = (ln, lt)
+        self._apply(wd, dn, dt_)
+
+    def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
+        n, k = wd.n, wd.obj
+        vn, _ = self._rel(wd)
+        pen = self.pen - vn * wd.dt
+        corr = wd.phys.position_correction * (pen - wd.phys.slop).clamp_min(0.0) \
+            / (self.imr + self.imb)
+        ar, ab = corr * self.imr / self.cr, corr * self.imb / self.cb
+        wd._pose[0, :, :n] += ar * self.nx
+        wd._pose[1, :, :n] += ar * self.ny
+        wd._pose[0, :, k] -= (ab * self.nx).sum(1)
+        wd._pose[1, :, k] -= (ab * self.ny).sum(1)
+
+
+class _BoxWalls(_Group):
+    """The box's two deepest corners against the nearer x wall, and the same for y."""
+
+    def __init__(self, wd: PlanarWorld, count: torch.Tensor) -> None:
+        a, k = wd.arena, wd.obj
+        bx, by, yaw = wd._pose[0, :, k:k + 1], wd._pose[1, :, k:k + 1], wd._pose[2, :, k:k + 1]
+        c, s = torch.cos(yaw), torch.sin(yaw)
+        h = wd.box_half
+        sx = bx.new_tensor([1.0, -1.0, -1.0, 1.0]) * h
+        sy = bx.new_tensor([1.0, 1.0, -1.0, -1.0]) * h
+        ax, ay = c * sx - s * sy, s * sx + c * sy                  # corner arms (B, 4)
+        left = bx < 0.5 * (a.x_min + a.x_max)
+        low = by < 0.5 * (a.y_min + a.y_max)
+        pen_x = torch.where(left, a.x_min - (bx + ax), (bx + ax) - a.x_max)
+        pen_y = torch.where(low, a.y_min - (by + ay), (by + ay) - a.y_max)
+        pen_x, ix = pen_x.topk(2, dim=1)
+        pen_y, iy = pen_y.topk(2, dim=1)
+        self.pen = torch.cat((pen_x, pen_y), 1)                          # (B, 4)
+        one = torch.ones_like(pen_x)
+        sgx, sgy = torch.where(left, one, -one), torch.where(low, one, -one)
+        zero = torch.zeros_like(pen_x)
+        self.nx = torch.cat((sgx, zero), 1)
+        self.ny = torch.cat((zero, sgy), 1)
+        armx = torch.cat((ax.gather(1, ix), ax.gather(1, iy)), 1)
+        army = torch.cat((ay.gather(1, ix), ay.gather(1, iy)), 1)
+        self.rbn = armx * self.ny - army * self.nx
+        count[:, k] += _active(self.pen, wd.dt).sum(1)
+        self.touch = _touching(self.pen, wd)
+
+    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+        k = wd.obj
+        self.imb = im[:, k:k + 1]
+        self.iib = wd.box_inv_inertia[:, None]
+        self.cb = count[:, k:k + 1]
+        self.kn = 1.0 / (self.cb * (self.imb + self.iib * self.rbn ** 2))
+        self.bias = (-self.pen).clamp_min(0.0) / wd.dt
+        self.lams = (torch.zeros_like(self.pen),)
+
+    def _vn(self, wd: PlanarWorld) -> torch.Tensor:
+        k = wd.obj
+        v = wd._vel[:, :, k:k + 1]
+        return v[0] * self.nx + v[1] * self.ny + v[2] * self.rbn
+
+    def _apply(self, wd: PlanarWorld, dn: torch.Tensor) -> None:
+        k = wd.obj
+        wd._vel[0, :, k] += (dn * self.nx).sum(1) * self.imb[:, 0]
+        wd._vel[1, :, k] += (dn * self.ny).sum(1) * self.imb[:, 0]
+        wd._vel[2, :, k] += (dn * self.rbn).sum(1) * self.iib[:, 0]
+
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        self.lams = (lams[0],)
+        self._apply(wd, lams[0])
+
+    def solve(self, wd: PlanarWorld) -> None:
+        ln, dn = _normal_step(self.lams[0], self._vn(wd), self.kn, self.bias)
+        self.lams = (ln,)
+        self._apply(wd, dn)
+
+    def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
+        k = wd.obj
+        pen = self.pen - self._vn(wd) * wd.dt
+        corr = wd.phys.position_correction * (pen - wd.phys.slop).clamp_min(0.0) / self.cb
+        wd._pose[0, :, k] += (corr * self.nx).sum(1)
+        wd._pose[1, :, k] += (corr * self.ny).sum(1)
+
+
+class _DiscWalls(_Group):
+    """Each disc against its nearer x wall and its nearer y wall (frictionless, static)."""
+
+    def __init__(self, wd: PlanarWorld, count: torch.Tensor) -> None:
+        a, D, r = wd.arena, wd.D, wd.disc_r
+        x, y = wd._pose[0, :, :D], wd._pose[1, :, :D]
         left = (x - a.x_min) < (a.x_max - x)
         low = (y - a.y_min) < (a.y_max - y)
-        one = torch.ones_like(x)
-        zero = torch.zeros_like(x)
-        nx = torch.stack((torch.where(left, one, -one), zero), -1)
-        ny = torch.stack((zero, torch.where(low, one, -one)), -1)
-        pen_x = r - torch.where(left, x - a.x_min, a.x_max - x)
-        pen_y = r - torch.where(low, y - a.y_min, a.y_max - y)
-        wall_n = torch.stack((nx, ny), 2).reshape(B, -1, 2)   # (B, 2D, 2): per disc x then y
-        normals.append(wall_n)
-        arms_a.append(torch.zeros_like(wall_n))
-        arms_b.append(-wall_n * r.repeat_interleave(2)[:, None])
-        pens.append(torch.stack((pen_x, pen_y), 2).reshape(B, -1))
+        self.sx = torch.where(left, 1.0, -1.0)
+        self.sy = torch.where(low, 1.0, -1.0)
+        self.pen_x = r - torch.where(left, x - a.x_min, a.x_max - x)
+        self.pen_y = r - torch.where(low, y - a.y_min, a.y_max - y)
+        count[:, :D] += _active(self.pen_x, wd.dt) + _active(self.pen_y, wd.dt)
+        self.touch_x, self.touch_y = _touching(self.pen_x, wd), _touching(self.pen_y, wd)
 
-        if self.has_box:
-            box = p[:, self.obj]
-            cos, sin = torch.cos(box[:, 2:3]), torch.sin(box[:, 2:3])
-            signs = box.new_tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])
-            arms = rotate(signs * self.box_half, cos, sin)       # (B, 4, 2)
-            corner = box[:, None, :2] + arms
-            bl = box[:, 0:1] < 0.5 * (a.x_min + a.x_max)
-            bd = box[:, 1:2] < 0.5 * (a.y_min + a.y_max)
-            pxk = torch.where(bl, a.x_min - corner[..., 0], corner[..., 0] - a.x_max)
-            pyk = torch.where(bd, a.y_min - corner[..., 1], corner[..., 1] - a.y_max)
-            pen2, idx = torch.cat((pxk, pyk), 1).view(B, 2, 4).topk(2, dim=2)   # (B, 2, 2)
-            arm2 = torch.gather(arms[:, None].expand(B, 2, 4, 2), 2,
-                                idx[..., None].expand(B, 2, 2, 2))
-            one1 = torch.ones_like(box[:, 0:1])
-            zero1 = torch.zeros_like(one1)
-            nxb = torch.cat((torch.where(bl, one1, -one1), zero1), -1)      # (B, 2)
-            nyb = torch.cat((zero1, torch.where(bd, one1, -one1)), -1)
-            nb = torch.stack((nxb, nyb), 1)[:, :, None].expand(B, 2, 2, 2)
-            normals.append(nb.reshape(B, 4, 2))
-            arms_a.append(torch.zeros(B, 4, 2, device=dev))
-            arms_b.append(arm2.reshape(B, 4, 2))
-            pens.append(pen2.reshape(B, 4))
+    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+        D = wd.D
+        self.im, self.c = im[:, :D], count[:, :D]
+        self.k = 1.0 / (self.c * self.im)
+        self.bias_x = (-self.pen_x).clamp_min(0.0) / wd.dt
+        self.bias_y = (-self.pen_y).clamp_min(0.0) / wd.dt
+        self.lams = (torch.zeros_like(self.pen_x), torch.zeros_like(self.pen_y))
 
-        if self.gate is not None:
-            g = self.gate
-            gy = self.gate_y[:, None]                            # (B, 1)
-            upper = y > gy
-            big = 2.0 * (a.y_max - a.y_min)
-            # posts: [gy + w/2, gy + w/2 + big] above, [gy - w/2 - big, gy - w/2] below
-            cy = torch.where(upper, gy + 0.5 * g.width + 0.5 * big, gy - 0.5 * g.width - 0.5 * big)
-            local = torch.stack((x - g.x, y - cy), -1)
-            nl, ql, pen = _disc_vs_rect(local, 0.5 * g.depth, 0.5 * big, r)
-            normals.append(nl)
-            arms_a.append(torch.zeros_like(nl))
-            arms_b.append(-nl * r[:, None])
-            pens.append(pen)
+    def warm(self, wd: PlanarWorld, prev: tuple | None) -> None:
+        if prev is not None:
+            self.lams = (prev[0] * self.touch_x, prev[1] * self.touch_y)
+            self._apply(wd, *self.lams)
 
-        return Contacts(torch.cat(normals, 1), torch.cat(arms_a, 1), torch.cat(arms_b, 1),
-                        torch.cat(pens, 1))
+    def _apply(self, wd: PlanarWorld, dx: torch.Tensor, dy: torch.Tensor) -> None:
+        D = wd.D
+        wd._vel[0, :, :D] += self.sx * dx * self.im
+        wd._vel[1, :, :D] += self.sy * dy * self.im
 
-    # ---- diagnostics --------------------------------------------------------------------------
-    def momentum(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Linear (B, 2) and angular (B,) momentum about the origin of the free (rotating) bodies.
+    def solve(self, wd: PlanarWorld) -> None:
+        D = wd.D
+        lx, dx = _normal_step(self.lams[0], self.sx * wd._vel[0, :, :D], self.k, self.bias_x)
+        ly, dy = _normal_step(self.lams[1], self.sy * wd._vel[1, :, :D], self.k, self.bias_y)
+        self.lams = (lx, ly)
+        self._apply(wd, dx, dy)
 
-        Robots count with their linear momentum only (their yaw is held by the controller).
-        """
-        K = self.K
-        mass = 1.0 / self.inv_mass[:, :K].clamp_min(1e-12) * (self.inv_mass[:, :K] > 0)
-        lin = (mass[..., None] * self.vel[:, :K, :2]).sum(1)
-        inertia = torch.where(self.inv_inertia[:, :K] > 0,
-                              1.0 / self.inv_inertia[:, :K].clamp_min(1e-12),
-                              torch.zeros_like(mass))
-        r, v = self.pose[:, :K, :2], self.vel[:, :K, :2]
-        ang = (mass * (r[..., 0] * v[..., 1] - r[..., 1] * v[..., 0])).sum(1) \
-            + (inertia * self.vel[:, :K, 2]).sum(1)
-        return lin, ang
+    def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
+        D, p = wd.D, wd.phys
+        vx, vy = wd._vel[0, :, :D], wd._vel[1, :, :D]
+        pen_x = self.pen_x - self.sx * vx * wd.dt
+        pen_y = self.pen_y - self.sy * vy * wd.dt
+        wd._pose[0, :, :D] += self.sx * p.position_correction * (pen_x - p.slop).clamp_min(0.0) \
+            / self.c
+        wd._pose[1, :, :D] += self.sy * p.position_correction * (pen_y - p.slop).clamp_min(0.0) \
+            / self.c
+        touch = ((pen_x > -p.collision_margin) | (pen_y > -p.collision_margin)).float()
+        hits += touch * wd.is_robot
+
+
+class _DiscPosts(_Group):
+    """Each disc against the gate post on its side of the opening (frictionless, static)."""
+
+    def __init__(self, wd: PlanarWorld, count: torch.Tensor) -> None:
+        g, a, D = wd.gate, wd.arena, wd.D
+        x, y = wd._pose[0, :, :D], wd._pose[1, :, :D]
+        gy = wd.gate_y[:, None]
+        big = 2.0 * (a.y_max - a.y_min)       # posts reach well beyond the walls
+        cy = torch.where(y > gy, gy + 0.5 * (g.width + big), gy - 0.5 * (g.width + big))
+        self.nx, self.ny, _, _, self.pen = disc_vs_rect(x - g.x, y - cy, 0.5 * g.depth,
+                                                        0.5 * big, wd.disc_r)
+        count[:, :D] += _active(self.pen, wd.dt)
+        self.touch = _touching(self.pen, wd)
+
+    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+        D = wd.D
+        self.im, self.c = im[:, :D], count[:, :D]
+        self.k = 1.0 / (self.c * self.im)
+        self.bias = (-self.pen).clamp_min(0.0) / wd.dt
+        self.lams = (torch.zeros_like(self.pen),)
+
+    def _vn(self, wd: PlanarWorld) -> torch.Tensor:
+        D = wd.D
+        return wd._vel[0, :, :D] * self.nx + wd._vel[1, :, :D] * self.ny
+
+    def _apply(self, wd: PlanarWorld, dn: torch.Tensor) -> None:
+        D = wd.D
+        wd._vel[0, :, :D] += dn * self.nx * self.im
+        wd._vel[1, :, :D] += dn * self.ny * self.im
+
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        self.lams = (lams[0],)
+        self._apply(wd, lams[0])
+
+    def solve(self, wd: PlanarWorld) -> None:
+        ln, dn = _normal_step(self.lams[0], self._vn(wd), self.k, self.bias)
+        self.lams = (ln,)
+        self._apply(wd, dn)
+
+    def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
+        p = wd.phys
+        pen = self.pen - self._vn(wd) * wd.dt
+        corr = p.position_correction * (pen - p.slop).clamp_min(0.0) / self.c
+        D = wd.D
+        wd._pose[0, :, :D] += corr * self.nx
+        wd._pose[1, :, :D] += corr * self.ny
+        hits += (pen > -p.collision_margin).float() * wd.is_robot
