@@ -215,9 +215,17 @@ class MocapBridgeNode(Node):
 
     # ------------------------------------------------------------------ logging
     def _log_line(self, level: str, message: str) -> None:
+        # One call site per severity: rclpy refuses a call site that changes severity.
         logger = self.get_logger()
-        {'info': logger.info, 'warn': logger.warning, 'error': logger.error}.get(
-            level, logger.info)(message)
+        try:
+            if level == 'error':
+                logger.error(message)
+            elif level == 'warn':
+                logger.warning(message)
+            else:
+                logger.info(message)
+        except Exception as exc:   # noqa: BLE001 - logging must never take the bridge down
+            print(f'[mocap_bridge] {level}: {message} (logger failed: {exc!r})', file=sys.stderr)
 
     # ------------------------------------------------------------------ queue / worker
     def enqueue(self, item: tuple) -> None:
