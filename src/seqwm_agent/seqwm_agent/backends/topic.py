@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from geometry_msgs.msg import Twist
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -23,6 +24,9 @@ from .base import BackendError, BackendState, RobotBackend
 # publisher matches both reliable (default) and best-effort subscribers.
 CMD_VEL_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE)
+
+# How long close() waits for subscribers to acknowledge the final zero Twist.
+CLOSE_ACK_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,16 @@ class TopicBackend(RobotBackend):
             pass   # recorded in state().error; a stop never raises
 
     def close(self) -> None:
+        """Publish a zero Twist, give subscribers a moment to acknowledge it, then leave."""
         if self._closed:
             return
         if self._pub is not None:
             self.stop()
+            try:
+                # Destroying the writer at once can drop the final zero command unsent.
+                self._pub.wait_for_all_acked(Duration(seconds=CLOSE_ACK_TIMEOUT_S))
+            except Exception:
+                pass
             try:
                 self.node.destroy_publisher(self._pub)
             except Exception:

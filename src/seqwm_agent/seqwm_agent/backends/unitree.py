@@ -3,9 +3,9 @@
 The SDK runs in its own child process (`python -m seqwm_agent.backends.sport_worker`, started
 with subprocess), because rclpy and the SDK's Cyclone DDS must not share a process on robots
 using rmw_cyclonedds. This class is the parent's handle: it validates and clamps commands,
-writes the latest one to the worker's stdin, and keeps the worker's latest status line. What the worker does (re-send at 50 Hz, watchdog,
-StopMove on stop/close/parent death, start-up BalanceStand + wait for ready) is documented in
-`sport_worker` and docs/backends.md.
+writes the latest one to the worker's stdin, and keeps the worker's latest status line. What
+the worker does (re-send at 50 Hz, watchdog, StopMove on stop/close/parent death, start-up
+BalanceStand + wait for ready) is documented in `sport_worker` and docs/backends.md.
 
     backend = UnitreeBackend(UnitreeBackendConfig(network_interface='eth0', domain_id=0))
     backend.start()            # blocks until the robot reports balance stand, or raises
@@ -32,10 +32,16 @@ from .base import (BackendError, BackendNotReadyError, BackendStartError, Backen
 # Extra time start() waits beyond ready_timeout: spawning the interpreter, importing the SDK,
 # and the SDK's own fixed sleeps while creating its channels (about 1 s).
 SPAWN_ALLOWANCE_S = 10.0
-# The worker reports every 0.1 s; a status line older than this means it is stuck or gone.
+# The worker reports every 0.1 s, but one SDK call may block it for request_timeout (a Move
+# when the robot has gone); silence longer than this bound means it is stuck or gone.
 HEARTBEAT_STALE_S = 1.0
 # A robot state older than this makes the backend not ready (the robot publishes at 50-500 Hz).
 STATE_STALE_S = 1.0
+
+
+def heartbeat_limit(config: 'UnitreeBackendConfig') -> float:
+    """Longest worker silence that is still normal for this configuration."""
+    return max(HEARTBEAT_STALE_S, 2.0 * config.request_timeout + 0.2)
 
 
 @dataclass(frozen=True)
@@ -259,7 +265,7 @@ class UnitreeBackend(RobotBackend):
         if self._proc.poll() is not None:
             raise BackendError(f'unitree sport worker exited (code {self._proc.returncode})'
                                + (f': {st["error"]}' if st.get('error') else ''))
-        if age > HEARTBEAT_STALE_S:
+        if age > heartbeat_limit(self.config):
             raise BackendError(f'unitree sport worker silent for {age:.1f} s')
 
     def _write(self, line: str) -> None:
@@ -277,7 +283,7 @@ class UnitreeBackend(RobotBackend):
         mode = st.get('robot_mode', -1)
         state_age = st.get('state_age')
         robot_fresh = state_age is not None and state_age + age < STATE_STALE_S
-        ready = (alive and st['phase'] == w.PHASE_READY and age < HEARTBEAT_STALE_S
+        ready = (alive and st['phase'] == w.PHASE_READY and age < heartbeat_limit(self.config)
                  and robot_fresh and mode in self.config.ready_modes)
         detail = {
             'phase': st['phase'],
