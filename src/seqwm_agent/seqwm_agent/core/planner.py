@@ -103,7 +103,8 @@ class SequentialPlanner:
         which = which.to(device=self._prev_mean.device, dtype=torch.bool)
         if which.shape != (self._prev_mean.shape[1],):
             raise ValueError(f'which has shape {tuple(which.shape)}, expected ({self._prev_mean.shape[1]},)')
-        self._prev_mean[:, which] = 0.0
+        with torch.inference_mode():
+            self._prev_mean[:, which] = 0.0
 
     def _bufs(self, B: int) -> dict[str, torch.Tensor]:
         key = (B, self.device)

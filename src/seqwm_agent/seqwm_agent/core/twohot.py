@@ -29,17 +29,17 @@ class TwoHot:
     """
 
     def __init__(self, num_bins: int, vmin: float, vmax: float,
-                 device: torch.device | str = 'cpu') -> None:
+                 device: torch.device | str = 'cpu', dtype: torch.dtype = torch.float32) -> None:
         if num_bins < 2 or not vmin < vmax:
             raise ValueError(f'need num_bins >= 2 and vmin < vmax, got {num_bins}, [{vmin}, {vmax}]')
         self.num_bins = num_bins
         self.vmin = float(vmin)
         self.vmax = float(vmax)
         self.bin_size = (self.vmax - self.vmin) / (num_bins - 1)
-        self.bins = torch.linspace(self.vmin, self.vmax, num_bins, device=device)
+        self.bins = torch.linspace(self.vmin, self.vmax, num_bins, dtype=torch.float64).to(device, dtype)
 
     def to(self, device: torch.device | str) -> TwoHot:
-        return TwoHot(self.num_bins, self.vmin, self.vmax, device)
+        return TwoHot(self.num_bins, self.vmin, self.vmax, device, self.bins.dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Scalars (...) -> two-hot targets (..., num_bins) of symlog(x), clamped to the bin range."""
