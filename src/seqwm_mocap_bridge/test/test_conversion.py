@@ -175,3 +175,20 @@ def test_repeated_events_are_folded_into_a_count():
     log.event('jump:a', 'warn', 'a jumped again')
     assert lines == [('warn', 'a jumped'), ('warn', 'b jumped'),
                      ('warn', 'a jumped again [+3 similar in the last 6.0 s]')]
+
+
+def test_docs_list_every_parameter_and_status_counter():
+    from pathlib import Path
+
+    from conftest import REPO_ROOT
+
+    doc = (Path(REPO_ROOT) / 'docs' / 'mocap.md').read_text()
+    missing = [p.name for p in PARAMETERS if f'| `{p.name}` |' not in doc]
+    assert not missing, f'docs/mocap.md lacks parameters {missing}'
+    import ast
+    node_src = (Path(__file__).resolve().parents[1] / 'seqwm_mocap_bridge' /
+                'bridge_node.py').read_text()
+    counters = next(ast.literal_eval(n.value) for n in ast.parse(node_src).body
+                    if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') ==
+                    'STATUS_COUNTERS')
+    assert [c for c in counters if f'`{c}`' not in doc] == []

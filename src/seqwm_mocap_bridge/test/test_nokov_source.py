@@ -317,3 +317,51 @@ def test_ctypes_client_reconnects_with_backoff_and_delivers_named_frames(stub_li
     numbers = [o.frame_number for o in sink.out[:20]]
     assert numbers == list(range(numbers[0], numbers[0] + 20))
     assert sink.counters['dropped_frames'] == 0
+
+
+def test_vendor_python_wrapper_is_preferred_and_feeds_the_same_decoder(monkeypatch):
+    """A stand-in for the nokovpy module (its PySDKClient surface), found by module name."""
+    import types
+
+    from seqwm_mocap_bridge.sources import nokov_layout as L
+    from seqwm_mocap_bridge.sources.nokov import WrapperClient
+
+    buffer = DescriptionsBuffer(NAMES)
+
+    class PySDKClient:
+        instances: list['PySDKClient'] = []
+
+        def __init__(self) -> None:
+            self.handler = None
+            PySDKClient.instances.append(self)
+
+        def PySetDataCallback(self, handler, user):   # noqa: N802 - the vendor's names
+            self.handler = L.DATA_CALLBACK(handler)   # the wrapper wraps it in a CFUNCTYPE
+
+        def Initialize(self, ip: bytes) -> int:       # noqa: N802
+            return 0 if ip == b'10.1.1.198' else 3
+
+        def PyGetDataDescriptions(self, pointer) -> int:   # noqa: N802
+            ctypes.pointer(pointer)[0] = ctypes.pointer(buffer.descriptions)
+            return 0
+
+    module = types.ModuleType('nokov.nokovsdk')
+    module.PySDKClient = PySDKClient
+    module.DataDescriptions = L.DataDescriptions
+    monkeypatch.setitem(sys.modules, 'nokov', types.ModuleType('nokov'))
+    monkeypatch.setitem(sys.modules, 'nokov.nokovsdk', module)
+
+    assert WrapperClient.find() is module
+    cfg = BridgeConfig.from_dict({'bodies': ['go2w_1', 'box']})
+    sink = PipelineSink(cfg)
+    source = NokovSource('10.1.1.198', frame_timeout_s=60.0)
+    source.start(sink)
+    try:
+        wait_for(lambda: source._ready.is_set(), 5.0, what='wrapper connection')
+        assert source.describe() == 'nokov 10.1.1.198 via nokovpy (nokov.nokovsdk)'
+        PySDKClient.instances[-1].handler(
+            ctypes.pointer(sdk_frame(3, [Body(7, 2000.0, 0.0, 250.0)], latency=2.0)), None)
+    finally:
+        source.stop()
+    assert sink.out[-1].names == ['go2w_1', 'box']
+    assert sink.out[-1].tracked.tolist() == [False, True]
