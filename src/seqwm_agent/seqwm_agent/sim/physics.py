@@ -17,8 +17,9 @@ Per sub-step (dt = control_dt / substeps):
   1. locomotion controller: body-frame command -> first-order lag -> desired world velocity;
   2. contact detection at the start-of-sub-step positions. Contacts are speculative: an open
      contact may close at most its gap within the sub-step, so nothing tunnels;
-  3. `solver_iterations` iterations of a projected impulse solver (Gauss-Seidel over contact
-     groups, Jacobi with mass splitting inside a group): drive motors (force-limited), normal
+  3. `solver_iterations` iterations of a projected impulse solver, warm-started with the last
+     sub-step's impulses (Gauss-Seidel over contact groups, Jacobi with mass splitting inside a
+     group): drive motors (force-limited), normal
      impulses (>= 0), Coulomb friction at body-body contacts, and the box's ground friction (a
      force/torque limit surface, see `_box_ground_friction`). Every contact impulse acts equal and
      opposite on both bodies at the contact point: linear momentum is conserved exactly, and so
@@ -234,16 +235,15 @@ class PlanarWorld:
         vx, vy, w = self._vel[0], self._vel[1], self._vel[2]
 
         # 1. detection; which actuated bodies press against another body
-        count = torch.zeros(self.B, self.K, device=self.device)
         pressed = torch.zeros(self.B, D, device=self.device)
-        groups = self._detect(count, pressed)
-        count = count.clamp_min(1.0)
+        groups = self._detect(pressed)
 
         # 2. locomotion controller: first-order lag in the body frame -> desired world velocity.
         # Free, it realises the lag's acceleration exactly; pressing against a body, its
         # horizontal force is limited to max_push_force (traction).
         self.v_ref = self.v_ref + self.alpha * (cmd - self.v_ref)
-        c, s = torch.cos(yaw[:, :A]), torch.sin(yaw[:, :A])
+        yaw_end = yaw[:, :A] + self.v_ref[2] * dt        # body frame at the end of the sub-step
+        c, s = torch.cos(yaw_end), torch.sin(yaw_end)
         ux, uy = self.v_ref[0], self.v_ref[1]
         v_des = torch.stack((c * ux - s * uy, s * ux + c * uy))          # (2, B, A)
         dvd = v_des - self.v_des
@@ -251,9 +251,8 @@ class PlanarWorld:
         budget = torch.where(pressed[:, :A] > 0, 0.0, own) + self.act_force_dt
         self.v_des = v_des
         w[:, :A] = self.v_ref[2]
-        im = self.inv_mass
         for g in groups.values():
-            g.prepare(self, count, im)
+            g.prepare(self, self.inv_mass)
 
         # 3. warm start with the last sub-step's impulses (contact slots are fixed, so a
         # resting or pushing contact starts converged), then solver iterations
@@ -281,9 +280,11 @@ class PlanarWorld:
         self._warm = {'motor': lam_m, 'floor': lam_f,
                       **{key: g.impulses() for key, g in groups.items()}}
 
-        # 4. integrate
+        # 4. integrate: semi-implicit Euler (positions move with the solved velocities, so the
+        # speculative contacts hold; a box sliding from v0 stops v0 dt / 2 short of v0^2/(2 mu g))
         self._pose[:2] += self._vel[:2] * dt
-        self._pose[2] = wrap_angle(self._pose[2] + self._vel[2] * dt)
+        self._pose[2] += self._vel[2] * dt
+        self._pose[2] = wrap_angle(self._pose[2])
 
         # 5. position correction and collision flags
         hits = torch.zeros(self.B, D, device=self.device)
@@ -314,16 +315,17 @@ class PlanarWorld:
         self._vel[2, :, k] = v[2] - d[2] / rho
         return lam_new
 
-    def _detect(self, count: torch.Tensor, pressed: torch.Tensor) -> dict:
+    def _detect(self, pressed: torch.Tensor) -> dict:
+        """Contact groups in solver order (hard static constraints last)."""
         groups = {}
         if self.pair_i.numel():
-            groups['pairs'] = _DiscPairs(self, count, pressed)
+            groups['pairs'] = _DiscPairs(self, pressed)
         if self.has_box:
-            groups['box'] = _RobotBox(self, count, pressed)
-            groups['box_walls'] = _BoxWalls(self, count)
-        groups['walls'] = _DiscWalls(self, count)
+            groups['box'] = _RobotBox(self, pressed)
+            groups['box_walls'] = _BoxWalls(self)
+        groups['walls'] = _DiscWalls(self)
         if self.gate is not None:
-            groups['posts'] = _DiscPosts(self, count)
+            groups['posts'] = _DiscPosts(self)
         return groups
 
     # ---- diagnostics ------------------------------------------------------------------------------
@@ -378,7 +380,7 @@ class _Group:
 class _DiscPairs(_Group):
     """Disc-disc contacts (robot-robot, robot-sheep) with Coulomb friction; no spin."""
 
-    def __init__(self, wd: PlanarWorld, count: torch.Tensor, pressed: torch.Tensor) -> None:
+    def __init__(self, wd: PlanarWorld, pressed: torch.Tensor) -> None:
         i, j = wd.pair_i, wd.pair_j
         x, y = wd._pose[0], wd._pose[1]
         dx = x.index_select(1, j) - x.index_select(1, i)
@@ -390,14 +392,14 @@ class _DiscPairs(_Group):
         self.ny = torch.where(ok, dy * inv, 0.0)
         self.pen = wd.pair_rsum - dist
         act = _active(self.pen, wd.dt)
-        count[:, :wd.D] += act @ wd.pair_inc_i + act @ wd.pair_inc_j
+        self.count = (act @ wd.pair_inc_i + act @ wd.pair_inc_j).clamp_min(1.0)   # (B, D)
         self.touch = _touching(self.pen, wd)
         pressed += self.touch @ wd.pair_inc_i + self.touch @ wd.pair_inc_j
 
-    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+    def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         i, j = wd.pair_i, wd.pair_j
         self.imi, self.imj = im.index_select(1, i), im.index_select(1, j)
-        self.ci, self.cj = count.index_select(1, i), count.index_select(1, j)
+        self.ci, self.cj = self.count.index_select(1, i), self.count.index_select(1, j)
         self.k = 1.0 / (self.ci * self.imi + self.cj * self.imj)
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen), torch.zeros_like(self.pen))
@@ -448,7 +450,7 @@ class _DiscPairs(_Group):
 class _RobotBox(_Group):
     """Robot (b) against the box (a): the box turns, robots do not; Coulomb friction."""
 
-    def __init__(self, wd: PlanarWorld, count: torch.Tensor, pressed: torch.Tensor) -> None:
+    def __init__(self, wd: PlanarWorld, pressed: torch.Tensor) -> None:
         n, k = wd.n, wd.obj
         x, y, yaw = wd._pose[0], wd._pose[1], wd._pose[2]
         c, s = torch.cos(yaw[:, k:k + 1]), torch.sin(yaw[:, k:k + 1])
@@ -460,19 +462,16 @@ class _RobotBox(_Group):
         ax, ay = c * plx - s * ply, s * plx + c * ply              # arm on the box
         self.ran = ax * self.ny - ay * self.nx                     # arm x n
         self.rat = -(ax * self.nx + ay * self.ny)                  # arm x t, t = (-ny, nx)
-        act = _active(self.pen, wd.dt)
-        count[:, :n] += act
-        count[:, k] += act.sum(1)
+        self.cb = _active(self.pen, wd.dt).sum(1, keepdim=True).clamp_min(1.0)  # box's contacts
         self.touch = _touching(self.pen, wd)
         pressed[:, :n] += self.touch
 
-    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+    def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         n, k = wd.n, wd.obj
         self.imr, self.imb = im[:, :n], im[:, k:k + 1]
         self.iib = wd.box_inv_inertia[:, None]
-        self.cr, self.cb = count[:, :n], count[:, k:k + 1]
-        self.kn = 1.0 / (self.cr * self.imr + self.cb * (self.imb + self.iib * self.ran ** 2))
-        self.kt = 1.0 / (self.cr * self.imr + self.cb * (self.imb + self.iib * self.rat ** 2))
+        self.kn = 1.0 / (self.imr + self.cb * (self.imb + self.iib * self.ran ** 2))
+        self.kt = 1.0 / (self.imr + self.cb * (self.imb + self.iib * self.rat ** 2))
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen), torch.zeros_like(self.pen))
         self.mu = wd.phys.contact_friction
@@ -517,7 +516,7 @@ class _RobotBox(_Group):
         pen = self.pen - vn * wd.dt
         corr = wd.phys.position_correction * (pen - wd.phys.slop).clamp_min(0.0) \
             / (self.imr + self.imb)
-        ar, ab = corr * self.imr / self.cr, corr * self.imb / self.cb
+        ar, ab = corr * self.imr, corr * self.imb / self.cb
         wd._pose[0, :, :n] += ar * self.nx
         wd._pose[1, :, :n] += ar * self.ny
         wd._pose[0, :, k] -= (ab * self.nx).sum(1)
@@ -527,7 +526,7 @@ class _RobotBox(_Group):
 class _BoxWalls(_Group):
     """The box's two deepest corners against the nearer x wall, and the same for y."""
 
-    def __init__(self, wd: PlanarWorld, count: torch.Tensor) -> None:
+    def __init__(self, wd: PlanarWorld) -> None:
         a, k = wd.arena, wd.obj
         bx, by, yaw = wd._pose[0, :, k:k + 1], wd._pose[1, :, k:k + 1], wd._pose[2, :, k:k + 1]
         c, s = torch.cos(yaw), torch.sin(yaw)
@@ -550,14 +549,13 @@ class _BoxWalls(_Group):
         armx = torch.cat((ax.gather(1, ix), ax.gather(1, iy)), 1)
         army = torch.cat((ay.gather(1, ix), ay.gather(1, iy)), 1)
         self.rbn = armx * self.ny - army * self.nx
-        count[:, k] += _active(self.pen, wd.dt).sum(1)
+        self.cb = _active(self.pen, wd.dt).sum(1, keepdim=True).clamp_min(1.0)
         self.touch = _touching(self.pen, wd)
 
-    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
+    def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         k = wd.obj
         self.imb = im[:, k:k + 1]
         self.iib = wd.box_inv_inertia[:, None]
-        self.cb = count[:, k:k + 1]
         self.kn = 1.0 / (self.cb * (self.imb + self.iib * self.rbn ** 2))
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen),)
@@ -593,7 +591,7 @@ class _BoxWalls(_Group):
 class _DiscWalls(_Group):
     """Each disc against its nearer x wall and its nearer y wall (frictionless, static)."""
 
-    def __init__(self, wd: PlanarWorld, count: torch.Tensor) -> None:
+    def __init__(self, wd: PlanarWorld) -> None:
         a, D, r = wd.arena, wd.D, wd.disc_r
         x, y = wd._pose[0, :, :D], wd._pose[1, :, :D]
         left = (x - a.x_min) < (a.x_max - x)
@@ -602,13 +600,11 @@ class _DiscWalls(_Group):
         self.sy = torch.where(low, 1.0, -1.0)
         self.pen_x = r - torch.where(left, x - a.x_min, a.x_max - x)
         self.pen_y = r - torch.where(low, y - a.y_min, a.y_max - y)
-        count[:, :D] += _active(self.pen_x, wd.dt) + _active(self.pen_y, wd.dt)
         self.touch_x, self.touch_y = _touching(self.pen_x, wd), _touching(self.pen_y, wd)
 
-    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
-        D = wd.D
-        self.im, self.c = im[:, :D], count[:, :D]
-        self.k = 1.0 / (self.c * self.im)
+    def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
+        self.im = im[:, :wd.D]                  # x and y walls act on independent components
+        self.k = 1.0 / self.im
         self.bias_x = (-self.pen_x).clamp_min(0.0) / wd.dt
         self.bias_y = (-self.pen_y).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen_x), torch.zeros_like(self.pen_y))
@@ -635,10 +631,8 @@ class _DiscWalls(_Group):
         vx, vy = wd._vel[0, :, :D], wd._vel[1, :, :D]
         pen_x = self.pen_x - self.sx * vx * wd.dt
         pen_y = self.pen_y - self.sy * vy * wd.dt
-        wd._pose[0, :, :D] += self.sx * p.position_correction * (pen_x - p.slop).clamp_min(0.0) \
-            / self.c
-        wd._pose[1, :, :D] += self.sy * p.position_correction * (pen_y - p.slop).clamp_min(0.0) \
-            / self.c
+        wd._pose[0, :, :D] += self.sx * p.position_correction * (pen_x - p.slop).clamp_min(0.0)
+        wd._pose[1, :, :D] += self.sy * p.position_correction * (pen_y - p.slop).clamp_min(0.0)
         touch = ((pen_x > -p.collision_margin) | (pen_y > -p.collision_margin)).float()
         hits += touch * wd.is_robot
 
@@ -646,7 +640,7 @@ class _DiscWalls(_Group):
 class _DiscPosts(_Group):
     """Each disc against the gate post on its side of the opening (frictionless, static)."""
 
-    def __init__(self, wd: PlanarWorld, count: torch.Tensor) -> None:
+    def __init__(self, wd: PlanarWorld) -> None:
         g, a, D = wd.gate, wd.arena, wd.D
         x, y = wd._pose[0, :, :D], wd._pose[1, :, :D]
         gy = wd.gate_y[:, None]
@@ -654,13 +648,11 @@ class _DiscPosts(_Group):
         cy = torch.where(y > gy, gy + 0.5 * (g.width + big), gy - 0.5 * (g.width + big))
         self.nx, self.ny, _, _, self.pen = disc_vs_rect(x - g.x, y - cy, 0.5 * g.depth,
                                                         0.5 * big, wd.disc_r)
-        count[:, :D] += _active(self.pen, wd.dt)
         self.touch = _touching(self.pen, wd)
 
-    def prepare(self, wd: PlanarWorld, count: torch.Tensor, im: torch.Tensor) -> None:
-        D = wd.D
-        self.im, self.c = im[:, :D], count[:, :D]
-        self.k = 1.0 / (self.c * self.im)
+    def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
+        self.im = im[:, :wd.D]
+        self.k = 1.0 / self.im
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen),)
 
@@ -685,7 +677,7 @@ class _DiscPosts(_Group):
     def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
         p = wd.phys
         pen = self.pen - self._vn(wd) * wd.dt
-        corr = p.position_correction * (pen - p.slop).clamp_min(0.0) / self.c
+        corr = p.position_correction * (pen - p.slop).clamp_min(0.0)
         D = wd.D
         wd._pose[0, :, :D] += corr * self.nx
         wd._pose[1, :, :D] += corr * self.ny
