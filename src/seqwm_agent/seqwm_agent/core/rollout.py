@@ -18,15 +18,17 @@ speed on one CPU core, where a plan is a few hundred small ops on (R, width) ten
   1 / sqrt(mean(y^2) + eps), exact in real arithmetic), and
   mish(x) = x tanh(softplus(x)) = u - 2u / (1 + sigmoid(u)^2) with u = -x (exact; one sigmoid
   instead of the slow softplus + tanh).
-* SimNorm as exp, a group-sum matmul and a divide. LayerNorm bounds its input to
+* SimNorm as exp, a matmul with a block-diagonal ones matrix (each element's group sum) and a
+  divide. LayerNorm bounds its input to
   |x| <= sqrt(dz - 1) max|g| + max|b| (g, b its affine); while that bound is below 80 the
   max-subtraction of a softmax is unnecessary (no overflow, no whole-group underflow), which
   `prepare` checks, falling back to the exact softmax otherwise.
 * The two-hot heads are padded to a multiple of 8 bins (zero weights, -inf bias: probability 0)
   because odd matmul widths run slowly; rewards and Q stay in symlog space until one symexp
   per rollout.
-* Weights are read from the model on every `prepare`, so a model that the trainer keeps
-  updating is always planned with its current weights.
+* Weights are re-read by `prepare` whenever any parameter has changed (the tensors' version
+  counters move on every in-place update), so a model that the trainer keeps updating is
+  always planned with its current weights, while a fixed model costs nothing per plan.
 
 Values follow Eq. 5/7: V = sum_{h<H} gamma^h R(z_h, a_h, e_h) + gamma^H Q(z_H, a_H, e_H) with
 a_H the actor's mean action and Q the average of the twin heads.
@@ -96,8 +98,7 @@ class _Workspace:
         self.t_m2_d, self.t_m2_r = self.t_m2[0], self.t_m2[1]
         self.zpre = torch.empty(BR, dz, **kw)
         self.z_n = torch.empty(BR, 1, **kw)
-        self.gsum = torch.empty(BR, dz // group, **kw)
-        self.gsum3 = self.gsum.unsqueeze(-1)
+        self.zsum = torch.empty(BR, dz, **kw)
         self.r_logits = torch.empty(BR, bins, **kw)
         # actor
         self.p1 = torch.empty(B, R, p, **kw)
@@ -144,6 +145,7 @@ class LatentRollout:
         self.bins_padded = _pad8(cfg.num_bins)
         self._ws: dict[tuple[int, int, torch.device], _Workspace] = {}
         self._B: int | None = None
+        self._version: tuple | None = None
 
     def workspace(self, B: int, R: int) -> _Workspace:
         """Buffers for B problems x R sequences (allocated once per shape and device)."""
@@ -183,18 +185,13 @@ class LatentRollout:
         bp = torch.cat([b, b.new_full((*b.shape[:-1], pad), float('-inf'))], dim=-1)
         return Wp, bp
 
-    @torch.inference_mode()
-    def prepare(self, e: torch.Tensor, z0: torch.Tensor) -> None:
-        """Take the current weights, the intent e (B, H+1, de) and the start latents z0 (B, dz)."""
-        m, H = self.model, self.H
-        dz, da = self.dz, self.da
-        B = e.shape[0]
-        if tuple(e.shape) != (B, H + 1, self.de):
-            raise ValueError(f'e has shape {tuple(e.shape)}, expected (B, {H + 1}, {self.de})')
-        if tuple(z0.shape) != (B, dz):
-            raise ValueError(f'z0 has shape {tuple(z0.shape)}, expected ({B}, {dz})')
-        self.z0 = z0
-        self._B = B
+    def _weights_version(self) -> tuple:
+        """Changes whenever a parameter is updated in place (optimizer step, load_state_dict)."""
+        return (self.model.device,) + tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+
+    def _load_weights(self) -> None:
+        """Everything derived from the weights alone; redone only when they change."""
+        m, dz, da = self.model, self.dz, self.da
         dev = m.device
         self.one = torch.ones((), device=dev)
         bins = m.two_hot.bins
@@ -203,11 +200,10 @@ class LatentRollout:
         # trunk: D (member 0) and R (member 1); layer 1 as one matmul with [D | R] outputs
         l1, l2 = m._trunk[0], m._trunk[1]
         W1, b1 = _centred(l1.linear.weight, l1.linear.bias)                 # (2, K+de, h), (2, h)
-        W1 = torch.cat([W1[0], W1[1]], dim=1)                                # (K+de, 2h)
-        b1 = torch.cat([b1[0], b1[1]])
-        self.t1_W = [self._first(W1, b1, e[:, 0], dz, z0)]                 # (B, 1+da, 2h)
-        self.t1_W += [self._first(W1, b1, e[:, t], dz) for t in range(1, H)]  # (B, dz+1+da, 2h)
-        self.t1_L = _Normed(W1, b1, -l1.ln_weight, -l1.ln_bias, torch.tensor(l1.eps, device=dev))
+        self.t1_Wc = torch.cat([W1[0], W1[1]], dim=1)                       # (K+de, 2h)
+        self.t1_bc = torch.cat([b1[0], b1[1]])
+        self.t1_L = _Normed(self.t1_Wc, self.t1_bc, -l1.ln_weight, -l1.ln_bias,
+                            torch.tensor(l1.eps, device=dev))
         W2, b2 = _centred(l2.linear.weight, l2.linear.bias)
         self.t2_L = _Normed(W2, b2.unsqueeze(1), -l2.ln_weight.unsqueeze(1), -l2.ln_bias.unsqueeze(1),
                             torch.tensor(l2.eps, device=dev))
@@ -218,15 +214,15 @@ class LatentRollout:
         bound = (math.sqrt(max(dz - 1, 1)) * float(dh.ln.weight.abs().max())
                  + float(dh.ln.bias.abs().max()))
         self.simnorm_fast = bound < _SIMNORM_SAFE_BOUND
-        self.group_ones = torch.repeat_interleave(
-            torch.eye(dz // self.group, device=dev), self.group, dim=0)    # (dz, G)
+        self.group_ones = torch.block_diag(                                  # (dz, dz): group sums
+            *[torch.ones(self.group, self.group, device=dev)] * (dz // self.group))
         self.r_W, self.r_b = self._head(m._reward_head.weight.t(), m._reward_head.bias)
 
-        # actor: input [1, z]
+        # actor: input [z, 1]
         p1, p2, p3 = m._pi[0], m._pi[1], m._pi[2]
-        Wp1, bp1 = _centred(p1.linear.weight.t(), p1.linear.bias)          # (dz+de, p)
-        self.p1_W = [self._first(Wp1, bp1, e[:, t], dz) for t in range(H + 1)]  # (B, dz+1, p)
-        self.p1_L = _Normed(Wp1, bp1, -p1.ln.weight, -p1.ln.bias, torch.tensor(p1.ln.eps, device=dev))
+        self.p1_Wc, self.p1_bc = _centred(p1.linear.weight.t(), p1.linear.bias)  # (dz+de, p)
+        self.p1_L = _Normed(self.p1_Wc, self.p1_bc, -p1.ln.weight, -p1.ln.bias,
+                            torch.tensor(p1.ln.eps, device=dev))
         Wp2, bp2 = _centred(p2.linear.weight.t(), p2.linear.bias)
         self.p2_L = _Normed(Wp2, bp2, -p2.ln.weight, -p2.ln.bias, torch.tensor(p2.ln.eps, device=dev))
         self.p3_W, self.p3_b = p3.weight.t(), p3.bias                      # (p, 2 da)
@@ -236,18 +232,40 @@ class LatentRollout:
         # twin critic at step H
         q1, q2, q3 = m._Qs[0], m._Qs[1], m._Qs[2]
         Wq1, bq1 = _centred(q1.linear.weight, q1.linear.bias)
-        Wq1 = torch.cat([Wq1[0], Wq1[1]], dim=1)
-        bq1 = torch.cat([bq1[0], bq1[1]])
-        self.q1_W = self._first(Wq1, bq1, e[:, H], dz)                     # (B, dz+1+da, 2c)
-        self.q1_L = _Normed(Wq1, bq1, -q1.ln_weight, -q1.ln_bias, torch.tensor(q1.eps, device=dev))
+        self.q1_Wc = torch.cat([Wq1[0], Wq1[1]], dim=1)                     # (K+de, 2c)
+        self.q1_bc = torch.cat([bq1[0], bq1[1]])
+        self.q1_L = _Normed(self.q1_Wc, self.q1_bc, -q1.ln_weight, -q1.ln_bias,
+                            torch.tensor(q1.eps, device=dev))
         Wq2, bq2 = _centred(q2.linear.weight, q2.linear.bias)
         self.q2_L = _Normed(Wq2, bq2.unsqueeze(1), -q2.ln_weight.unsqueeze(1),
                             -q2.ln_bias.unsqueeze(1), torch.tensor(q2.eps, device=dev))
         self.q3_W, q3_b = self._head(q3.weight, q3.bias)                    # (2, c, bins)
         self.q3_b = q3_b.unsqueeze(1)
         # V = sum_t gamma^t symexp(S_t) + gamma^H (symexp(S_H) + symexp(S_H+1)) / 2
+        H = self.H
         w = [self.gamma ** t for t in range(H)] + [0.5 * self.gamma ** H] * 2
         self.value_weights = torch.tensor(w, device=dev)
+
+    @torch.inference_mode()
+    def prepare(self, e: torch.Tensor, z0: torch.Tensor) -> None:
+        """Take the current weights, the intent e (B, H+1, de) and the start latents z0 (B, dz)."""
+        H, dz = self.H, self.dz
+        B = e.shape[0]
+        if tuple(e.shape) != (B, H + 1, self.de):
+            raise ValueError(f'e has shape {tuple(e.shape)}, expected (B, {H + 1}, {self.de})')
+        if tuple(z0.shape) != (B, dz):
+            raise ValueError(f'z0 has shape {tuple(z0.shape)}, expected ({B}, {dz})')
+        version = self._weights_version()
+        if version != self._version:
+            self._load_weights()
+            self._version = version
+        self.z0 = z0
+        self._B = B
+        # the intent (and, at h = 0, the shared z_0) enter every first layer as its bias row
+        self.t1_W = [self._first(self.t1_Wc, self.t1_bc, e[:, 0], dz, z0)]           # (B, 1+da, 2h)
+        self.t1_W += [self._first(self.t1_Wc, self.t1_bc, e[:, t], dz) for t in range(1, H)]
+        self.p1_W = [self._first(self.p1_Wc, self.p1_bc, e[:, t], dz) for t in range(H + 1)]
+        self.q1_W = self._first(self.q1_Wc, self.q1_bc, e[:, H], dz)      # (B, dz+1+da, 2c)
 
     # ---- building blocks --------------------------------------------------------------------
     def _ln_mish(self, y: torch.Tensor, L: _Normed, nrm: torch.Tensor, u: torch.Tensor,
@@ -276,11 +294,10 @@ class LatentRollout:
         torch.addcmul(self.d_eps, ws.z_n, ws.z_n, value=1.0 / self.dz, out=ws.z_n).rsqrt_()
         zp.mul_(ws.z_n)
         torch.addcmul(self.d_beta, zp, self.d_g, out=zp)                    # g x_hat + beta
-        if self.simnorm_fast:
-            out = ws.z2[t + 1]
-            torch.exp(zp, out=out)
-            torch.mm(out, self.group_ones, out=ws.gsum)
-            ws.zg[t + 1].div_(ws.gsum3)
+        if self.simnorm_fast:                                               # exp / group sums
+            zp.exp_()
+            torch.mm(zp, self.group_ones, out=ws.zsum)
+            torch.div(zp, ws.zsum, out=ws.z2[t + 1])
         else:
             ws.zg[t + 1].copy_(torch.softmax(zp.view_as(ws.zg[t + 1]), dim=-1))
         # reward head: two-hot logits -> expected symlog reward
