@@ -61,9 +61,9 @@ class ModelConfig:
     action_dim: int = 3
     latent_dim: int = 32        # d_z, a multiple of simnorm_dim
     encoder_dim: int = 128      # hidden width of the encoder E (runs once per tick)
-    hidden_dim: int = 96        # hidden width of dynamics D and reward R (run N x H times per iteration)
-    critic_dim: int = 96        # hidden width of each of the twin critics Q
-    actor_dim: int = 64         # hidden width of the actor pi
+    hidden_dim: int = 80        # hidden width of dynamics D and reward R (run N x H times per iteration)
+    critic_dim: int = 48        # hidden width of each of the twin critics Q (run N times per iteration)
+    actor_dim: int = 48         # hidden width of the actor pi
     simnorm_dim: int = 8        # SimNorm group size L (Eq. 11)
     num_bins: int = 101         # two-hot bins for reward and Q
     vmin: float = -10.0         # bin range in symlog space

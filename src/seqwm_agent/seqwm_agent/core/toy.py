@@ -10,7 +10,8 @@ random initialisation.
 
 How the reward network computes it (reward member of the D/R trunk, 2 hidden layers):
   layer 1: features +-kappa (a_j - target_j) for each action dim and a constant +-C pair
-           (LayerNorm then scales all of them by the same positive factor; means are zero);
+           (LayerNorm then scales all of them by the same positive factor; means are zero;
+           the LN gain makes that factor independent of the hidden width);
   layer 2: s = sum_j mish(x_j) + mish(-x_j), an even function of each difference that is 0 at
            0 and grows with |x_j|, as a +-pair with a constant +-C2 pair;
   head:    logits_i = -lambda * b_i * mish(LN(s)), so the expected symlog reward is 0 at s = 0
@@ -39,6 +40,9 @@ def tracking_model(cfg: ModelConfig, target: Sequence[float] | torch.Tensor | No
         raise ValueError(f'follow={follow} outside 0..{cfg.num_agents - 1}')
     torch.manual_seed(seed)
     model = WorldModel(cfg)
+    # LayerNorm scales the few non-zero features by sqrt(h / (2 da + 2)); the LN gain undoes
+    # the width dependence so the reward has the same shape for every hidden_dim (tuned at 32).
+    gain = (32.0 / h) ** 0.5
     l1, l2 = model._trunk[0], model._trunk[1]
     with torch.no_grad():
         W1, b1 = l1.linear.weight[REWARD], l1.linear.bias[REWARD]      # (dz+da+de, h), (h,)
@@ -57,7 +61,7 @@ def tracking_model(cfg: ModelConfig, target: Sequence[float] | torch.Tensor | No
             b1[1:2 * da:2] = kappa * a_star
         b1[2 * da] = const
         b1[2 * da + 1] = -const
-        l1.ln_weight[REWARD].fill_(1.0)
+        l1.ln_weight[REWARD].fill_(gain)
         l1.ln_bias[REWARD].zero_()
         W2, b2 = l2.linear.weight[REWARD], l2.linear.bias[REWARD]      # (h, h), (h,)
         W2.zero_()
@@ -66,7 +70,7 @@ def tracking_model(cfg: ModelConfig, target: Sequence[float] | torch.Tensor | No
         W2[:2 * da, 1] = -1.0
         b2[2] = const2
         b2[3] = -const2
-        l2.ln_weight[REWARD].fill_(1.0)
+        l2.ln_weight[REWARD].fill_(gain)
         l2.ln_bias[REWARD].zero_()
         head = model._reward_head
         head.weight.zero_()
