@@ -131,6 +131,8 @@ class PlanarWorld:
         self.box_half = None if box_size is None else box_size / 2
         # radius of gyration of a uniform square: sets its inertia and its friction torque limit
         self.box_rho = None if box_size is None else box_size / math.sqrt(6.0)
+        # (vx, vy, w) -> (vx, vy, rho w): the floor-friction ball lives in these coordinates
+        self._rho_scale = torch.tensor([[1.0], [1.0], [self.box_rho or 1.0]], device=device)
         B, K, A, dev = num_envs, self.K, self.A, self.device
         f32 = dict(device=dev, dtype=torch.float32)
 
@@ -168,12 +170,11 @@ class PlanarWorld:
         self.is_robot = (torch.arange(self.D, device=dev) < num_robots).float()
         self.pair_flag_i = self.is_robot[self.pair_i] if pairs else None
         self.pair_flag_j = self.is_robot[self.pair_j] if pairs else None
-        # the pair sums as a (P, D) incidence matrix: per-disc totals by one matmul
-        self.pair_inc_i = torch.zeros(len(pairs), self.D, **f32)
-        self.pair_inc_j = torch.zeros(len(pairs), self.D, **f32)
+        # (D, P) difference matrix: x @ pair_diff = x_j - x_i for every pair in one matmul
+        self.pair_diff = torch.zeros(self.D, len(pairs), **f32)
         for p, (i, j) in enumerate(pairs):
-            self.pair_inc_i[p, i] = 1.0
-            self.pair_inc_j[p, j] = 1.0
+            self.pair_diff[i, p] -= 1.0
+            self.pair_diff[j, p] += 1.0
 
     # ---- views and per-environment settings -----------------------------------------------------
     @property
@@ -302,17 +303,14 @@ class PlanarWorld:
         maximum-dissipation impulse: a box at rest stays at rest under any push below the limit,
         and a box sliding without spin decelerates at exactly mu g.
         """
-        k, m, rho = self.obj, self.box_mass, self.box_rho
+        k, m = self.obj, self.box_mass
         v = self._vel[:, :, k]                                           # (3, B)
         limit = self.box_mu * m * self.phys.gravity * self.dt
         if target is None:      # iteration: towards stopping the box
-            lam_new = clamp_norm(lam_f + torch.stack((v[0], v[1], rho * v[2])) * m, limit)
+            lam_new = clamp_norm(lam_f + v * self._rho_scale * m, limit)
         else:                   # warm start: re-apply a previous impulse
             lam_new = clamp_norm(target, limit)
-        d = (lam_new - lam_f) / m
-        self._vel[0, :, k] = v[0] - d[0]
-        self._vel[1, :, k] = v[1] - d[1]
-        self._vel[2, :, k] = v[2] - d[2] / rho
+        self._vel[:, :, k] = v - (lam_new - lam_f) / (m * self._rho_scale)
         return lam_new
 
     def _detect(self, pressed: torch.Tensor) -> dict:
@@ -381,10 +379,8 @@ class _DiscPairs(_Group):
     """Disc-disc contacts (robot-robot, robot-sheep) with Coulomb friction; no spin."""
 
     def __init__(self, wd: PlanarWorld, pressed: torch.Tensor) -> None:
-        i, j = wd.pair_i, wd.pair_j
-        x, y = wd._pose[0], wd._pose[1]
-        dx = x.index_select(1, j) - x.index_select(1, i)
-        dy = y.index_select(1, j) - y.index_select(1, i)
+        x, y = wd._pose[0, :, :wd.D], wd._pose[1, :, :wd.D]
+        dx, dy = x @ wd.pair_diff, y @ wd.pair_diff                # (B, P): p_j - p_i
         dist = torch.sqrt(dx * dx + dy * dy)
         ok = dist > 1e-6
         inv = 1.0 / dist.clamp_min(1e-6)
@@ -392,15 +388,17 @@ class _DiscPairs(_Group):
         self.ny = torch.where(ok, dy * inv, 0.0)
         self.pen = wd.pair_rsum - dist
         act = _active(self.pen, wd.dt)
-        self.count = (act @ wd.pair_inc_i + act @ wd.pair_inc_j).clamp_min(1.0)   # (B, D)
+        count = torch.zeros_like(x).index_add_(1, wd.pair_i, act).index_add_(1, wd.pair_j, act)
+        self.count = count.clamp_min(1.0)                           # pairs per disc (B, D)
         self.touch = _touching(self.pen, wd)
-        pressed += self.touch @ wd.pair_inc_i + self.touch @ wd.pair_inc_j
+        pressed.index_add_(1, wd.pair_i, self.touch).index_add_(1, wd.pair_j, self.touch)
 
     def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         i, j = wd.pair_i, wd.pair_j
         self.imi, self.imj = im.index_select(1, i), im.index_select(1, j)
-        self.ci, self.cj = self.count.index_select(1, i), self.count.index_select(1, j)
-        self.k = 1.0 / (self.ci * self.imi + self.cj * self.imj)
+        ci, cj = self.count.index_select(1, i), self.count.index_select(1, j)
+        self.ci, self.cj = ci, cj
+        self.k = 1.0 / (ci * self.imi + cj * self.imj)
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen), torch.zeros_like(self.pen))
         self.mu = wd.phys.contact_friction
@@ -408,9 +406,10 @@ class _DiscPairs(_Group):
     def _apply(self, wd: PlanarWorld, dn: torch.Tensor, dt_: torch.Tensor) -> None:
         nx, ny = self.nx, self.ny
         jx, jy = dn * nx - dt_ * ny, dn * ny + dt_ * nx   # impulse on j (on i: minus)
-        D = wd.D
-        wd._vel[0, :, :D] += (jx * self.imj) @ wd.pair_inc_j - (jx * self.imi) @ wd.pair_inc_i
-        wd._vel[1, :, :D] += (jy * self.imj) @ wd.pair_inc_j - (jy * self.imi) @ wd.pair_inc_i
+        i, j, D = wd.pair_i, wd.pair_j, wd.D
+        vx, vy = wd._vel[0, :, :D], wd._vel[1, :, :D]
+        vx.index_add_(1, j, jx * self.imj).index_add_(1, i, jx * self.imi, alpha=-1.0)
+        vy.index_add_(1, j, jy * self.imj).index_add_(1, i, jy * self.imi, alpha=-1.0)
 
     def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
         ln, lt = lams
@@ -420,10 +419,9 @@ class _DiscPairs(_Group):
         self._apply(wd, ln, lt)
 
     def _rel(self, wd: PlanarWorld):
-        i, j = wd.pair_i, wd.pair_j
-        vx, vy = wd._vel[0], wd._vel[1]
-        dvx = vx.index_select(1, j) - vx.index_select(1, i)
-        dvy = vy.index_select(1, j) - vy.index_select(1, i)
+        D = wd.D
+        dvx = wd._vel[0, :, :D] @ wd.pair_diff
+        dvy = wd._vel[1, :, :D] @ wd.pair_diff
         return dvx * self.nx + dvy * self.ny, dvy * self.nx - dvx * self.ny   # t = (-ny, nx)
 
     def solve(self, wd: PlanarWorld) -> None:
@@ -440,15 +438,26 @@ class _DiscPairs(_Group):
         corr = wd.phys.position_correction * (pen - wd.phys.slop).clamp_min(0.0) \
             / (self.imi + self.imj)
         ai, aj = corr * self.imi / self.ci, corr * self.imj / self.cj
-        D = wd.D
-        wd._pose[0, :, :D] += (aj * self.nx) @ wd.pair_inc_j - (ai * self.nx) @ wd.pair_inc_i
-        wd._pose[1, :, :D] += (aj * self.ny) @ wd.pair_inc_j - (ai * self.ny) @ wd.pair_inc_i
+        i, j, D = wd.pair_i, wd.pair_j, wd.D
+        for comp, nrm in ((0, self.nx), (1, self.ny)):
+            wd._pose[comp, :, :D].index_add_(1, j, aj * nrm).index_add_(1, i, ai * nrm,
+                                                                        alpha=-1.0)
         touch = (pen > -wd.phys.collision_margin).float()
-        hits += (touch * wd.pair_flag_i) @ wd.pair_inc_i + (touch * wd.pair_flag_j) @ wd.pair_inc_j
+        hits.index_add_(1, i, touch * wd.pair_flag_i).index_add_(1, j, touch * wd.pair_flag_j)
+
+
+def _ones(m: int, like: torch.Tensor) -> torch.Tensor:
+    """A ones vector: `x @ ones` sums the last dimension far faster than x.sum(-1) on CPU."""
+    return torch.ones(m, dtype=like.dtype, device=like.device)
 
 
 class _RobotBox(_Group):
-    """Robot (b) against the box (a): the box turns, robots do not; Coulomb friction."""
+    """Robot (b) against the box (a): the box turns, robots do not; Coulomb friction.
+
+    Jacobian rows (x, y, arm) per contact: an impulse dn along the normal and dt along the
+    tangent moves the robot by (imp_x, imp_y) * im_r and the box by -(imp_x, imp_y) * im_b,
+    and turns the box by -imp_arm * ii_b.
+    """
 
     def __init__(self, wd: PlanarWorld, pressed: torch.Tensor) -> None:
         n, k = wd.n, wd.obj
@@ -468,32 +477,32 @@ class _RobotBox(_Group):
 
     def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         n, k = wd.n, wd.obj
-        self.imr, self.imb = im[:, :n], im[:, k:k + 1]
-        self.iib = wd.box_inv_inertia[:, None]
-        self.kn = 1.0 / (self.imr + self.cb * (self.imb + self.iib * self.ran ** 2))
-        self.kt = 1.0 / (self.imr + self.cb * (self.imb + self.iib * self.rat ** 2))
+        self.imr, imb = im[:, :n], im[:, k]
+        iib = wd.box_inv_inertia
+        self.kn = 1.0 / (self.imr + self.cb * (imb[:, None] + iib[:, None] * self.ran ** 2))
+        self.kt = 1.0 / (self.imr + self.cb * (imb[:, None] + iib[:, None] * self.rat ** 2))
+        self.jn = torch.stack((self.nx, self.ny, self.ran))        # (3, B, n)
+        self.jt = torch.stack((-self.ny, self.nx, self.rat))
+        self.wbox = torch.stack((imb, imb, iib))                    # (3, B)
+        self.ones = _ones(n, self.pen)
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen), torch.zeros_like(self.pen))
         self.mu = wd.phys.contact_friction
 
     def _rel(self, wd: PlanarWorld):
         n, k = wd.n, wd.obj
-        vx, vy, w = wd._vel[0], wd._vel[1], wd._vel[2]
-        dvx, dvy = vx[:, :n] - vx[:, k:k + 1], vy[:, :n] - vy[:, k:k + 1]
-        wb = w[:, k:k + 1]
-        vn = dvx * self.nx + dvy * self.ny - wb * self.ran
-        vt = dvy * self.nx - dvx * self.ny - wb * self.rat
+        vb = wd._vel[:, :, k, None]                                 # (3, B, 1)
+        dvx = wd._vel[0, :, :n] - vb[0]
+        dvy = wd._vel[1, :, :n] - vb[1]
+        vn = dvx * self.nx + dvy * self.ny - vb[2] * self.ran
+        vt = dvy * self.nx - dvx * self.ny - vb[2] * self.rat
         return vn, vt
 
     def _apply(self, wd: PlanarWorld, dn: torch.Tensor, dt_: torch.Tensor) -> None:
         n, k = wd.n, wd.obj
-        jx, jy = dn * self.nx - dt_ * self.ny, dn * self.ny + dt_ * self.nx
-        vx, vy, w = wd._vel[0], wd._vel[1], wd._vel[2]
-        vx[:, :n] += jx * self.imr
-        vy[:, :n] += jy * self.imr
-        vx[:, k] -= (jx * self.imb).sum(1)
-        vy[:, k] -= (jy * self.imb).sum(1)
-        w[:, k] -= ((dn * self.ran + dt_ * self.rat) * self.iib).sum(1)
+        imp = self.jn * dn + self.jt * dt_                          # (3, B, n)
+        wd._vel[:2, :, :n] += imp[:2] * self.imr
+        wd._vel[:, :, k] -= (imp @ self.ones) * self.wbox
 
     def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
         ln, lt = lams
@@ -514,17 +523,16 @@ class _RobotBox(_Group):
         n, k = wd.n, wd.obj
         vn, _ = self._rel(wd)
         pen = self.pen - vn * wd.dt
+        imb = self.wbox[0][:, None]
         corr = wd.phys.position_correction * (pen - wd.phys.slop).clamp_min(0.0) \
-            / (self.imr + self.imb)
-        ar, ab = corr * self.imr, corr * self.imb / self.cb
-        wd._pose[0, :, :n] += ar * self.nx
-        wd._pose[1, :, :n] += ar * self.ny
-        wd._pose[0, :, k] -= (ab * self.nx).sum(1)
-        wd._pose[1, :, k] -= (ab * self.ny).sum(1)
+            / (self.imr + imb)
+        push = self.jn[:2] * corr                                   # (2, B, n)
+        wd._pose[:2, :, :n] += push * self.imr
+        wd._pose[:2, :, k] -= (push @ self.ones) * (imb[:, 0] / self.cb[:, 0])
 
 
 class _BoxWalls(_Group):
-    """The box's two deepest corners against the nearer x wall, and the same for y."""
+    """The box's corners against the nearer x wall and the nearer y wall (frictionless)."""
 
     def __init__(self, wd: PlanarWorld) -> None:
         a, k = wd.arena, wd.obj
@@ -536,40 +544,37 @@ class _BoxWalls(_Group):
         ax, ay = c * sx - s * sy, s * sx + c * sy                  # corner arms (B, 4)
         left = bx < 0.5 * (a.x_min + a.x_max)
         low = by < 0.5 * (a.y_min + a.y_max)
+        # every corner against the nearer x wall and the nearer y wall: 8 candidates, of which
+        # the far ones stay inactive (their gap is far beyond one sub-step)
         pen_x = torch.where(left, a.x_min - (bx + ax), (bx + ax) - a.x_max)
         pen_y = torch.where(low, a.y_min - (by + ay), (by + ay) - a.y_max)
-        pen_x, ix = pen_x.topk(2, dim=1)
-        pen_y, iy = pen_y.topk(2, dim=1)
-        self.pen = torch.cat((pen_x, pen_y), 1)                          # (B, 4)
-        one = torch.ones_like(pen_x)
-        sgx, sgy = torch.where(left, one, -one), torch.where(low, one, -one)
+        self.pen = torch.cat((pen_x, pen_y), 1)                          # (B, 8)
+        sgx = torch.where(left, 1.0, -1.0).expand(-1, 4)
+        sgy = torch.where(low, 1.0, -1.0).expand(-1, 4)
         zero = torch.zeros_like(pen_x)
         self.nx = torch.cat((sgx, zero), 1)
         self.ny = torch.cat((zero, sgy), 1)
-        armx = torch.cat((ax.gather(1, ix), ax.gather(1, iy)), 1)
-        army = torch.cat((ay.gather(1, ix), ay.gather(1, iy)), 1)
-        self.rbn = armx * self.ny - army * self.nx
+        self.rbn = torch.cat((-ay * sgx, ax * sgy), 1)                   # arm x n
         self.cb = _active(self.pen, wd.dt).sum(1, keepdim=True).clamp_min(1.0)
         self.touch = _touching(self.pen, wd)
 
     def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         k = wd.obj
-        self.imb = im[:, k:k + 1]
-        self.iib = wd.box_inv_inertia[:, None]
-        self.kn = 1.0 / (self.cb * (self.imb + self.iib * self.rbn ** 2))
+        imb, iib = im[:, k, None], wd.box_inv_inertia[:, None]
+        self.kn = 1.0 / (self.cb * (imb + iib * self.rbn ** 2))
+        self.jn = torch.stack((self.nx, self.ny, self.rbn))        # (3, B, 8)
+        self.jw = self.jn * torch.stack((imb, imb, iib))            # impulse -> velocity
+        self.ones = _ones(8, self.pen)
+        self.imb = imb
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen),)
 
     def _vn(self, wd: PlanarWorld) -> torch.Tensor:
-        k = wd.obj
-        v = wd._vel[:, :, k:k + 1]
+        v = wd._vel[:, :, wd.obj, None]                             # (3, B, 1)
         return v[0] * self.nx + v[1] * self.ny + v[2] * self.rbn
 
     def _apply(self, wd: PlanarWorld, dn: torch.Tensor) -> None:
-        k = wd.obj
-        wd._vel[0, :, k] += (dn * self.nx).sum(1) * self.imb[:, 0]
-        wd._vel[1, :, k] += (dn * self.ny).sum(1) * self.imb[:, 0]
-        wd._vel[2, :, k] += (dn * self.rbn).sum(1) * self.iib[:, 0]
+        wd._vel[:, :, wd.obj] += (self.jw * dn) @ self.ones
 
     def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
         self.lams = (lams[0],)
@@ -581,59 +586,48 @@ class _BoxWalls(_Group):
         self._apply(wd, dn)
 
     def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
-        k = wd.obj
         pen = self.pen - self._vn(wd) * wd.dt
         corr = wd.phys.position_correction * (pen - wd.phys.slop).clamp_min(0.0) / self.cb
-        wd._pose[0, :, k] += (corr * self.nx).sum(1)
-        wd._pose[1, :, k] += (corr * self.ny).sum(1)
+        wd._pose[:2, :, wd.obj] += (self.jn[:2] * corr) @ self.ones
 
 
 class _DiscWalls(_Group):
-    """Each disc against its nearer x wall and its nearer y wall (frictionless, static)."""
+    """Each disc against its nearer x wall and its nearer y wall (frictionless, static).
+
+    Stored as (2, B, D): row 0 the x wall (acts on vx only), row 1 the y wall (vy only).
+    """
 
     def __init__(self, wd: PlanarWorld) -> None:
         a, D, r = wd.arena, wd.D, wd.disc_r
-        x, y = wd._pose[0, :, :D], wd._pose[1, :, :D]
-        left = (x - a.x_min) < (a.x_max - x)
-        low = (y - a.y_min) < (a.y_max - y)
-        self.sx = torch.where(left, 1.0, -1.0)
-        self.sy = torch.where(low, 1.0, -1.0)
-        self.pen_x = r - torch.where(left, x - a.x_min, a.x_max - x)
-        self.pen_y = r - torch.where(low, y - a.y_min, a.y_max - y)
-        self.touch_x, self.touch_y = _touching(self.pen_x, wd), _touching(self.pen_y, wd)
+        p = wd._pose[:2, :, :D]
+        lo = p.new_tensor([a.x_min, a.y_min])[:, None, None]
+        hi = p.new_tensor([a.x_max, a.y_max])[:, None, None]
+        near_lo = (p - lo) < (hi - p)
+        self.sign = torch.where(near_lo, 1.0, -1.0)                # normal into the arena
+        self.pen = r - torch.where(near_lo, p - lo, hi - p)
+        self.touch = _touching(self.pen, wd)
 
     def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         self.im = im[:, :wd.D]                  # x and y walls act on independent components
         self.k = 1.0 / self.im
-        self.bias_x = (-self.pen_x).clamp_min(0.0) / wd.dt
-        self.bias_y = (-self.pen_y).clamp_min(0.0) / wd.dt
-        self.lams = (torch.zeros_like(self.pen_x), torch.zeros_like(self.pen_y))
+        self.bias = (-self.pen).clamp_min(0.0) / wd.dt
+        self.lams = (torch.zeros_like(self.pen),)
 
-    def warm(self, wd: PlanarWorld, prev: tuple | None) -> None:
-        if prev is not None:
-            self.lams = (prev[0] * self.touch_x, prev[1] * self.touch_y)
-            self._apply(wd, *self.lams)
-
-    def _apply(self, wd: PlanarWorld, dx: torch.Tensor, dy: torch.Tensor) -> None:
-        D = wd.D
-        wd._vel[0, :, :D] += self.sx * dx * self.im
-        wd._vel[1, :, :D] += self.sy * dy * self.im
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        self.lams = (lams[0],)
+        wd._vel[:2, :, :wd.D] += self.sign * lams[0] * self.im
 
     def solve(self, wd: PlanarWorld) -> None:
-        D = wd.D
-        lx, dx = _normal_step(self.lams[0], self.sx * wd._vel[0, :, :D], self.k, self.bias_x)
-        ly, dy = _normal_step(self.lams[1], self.sy * wd._vel[1, :, :D], self.k, self.bias_y)
-        self.lams = (lx, ly)
-        self._apply(wd, dx, dy)
+        v = wd._vel[:2, :, :wd.D]
+        ln, dn = _normal_step(self.lams[0], self.sign * v, self.k, self.bias)
+        self.lams = (ln,)
+        wd._vel[:2, :, :wd.D] = v + self.sign * dn * self.im
 
     def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
         D, p = wd.D, wd.phys
-        vx, vy = wd._vel[0, :, :D], wd._vel[1, :, :D]
-        pen_x = self.pen_x - self.sx * vx * wd.dt
-        pen_y = self.pen_y - self.sy * vy * wd.dt
-        wd._pose[0, :, :D] += self.sx * p.position_correction * (pen_x - p.slop).clamp_min(0.0)
-        wd._pose[1, :, :D] += self.sy * p.position_correction * (pen_y - p.slop).clamp_min(0.0)
-        touch = ((pen_x > -p.collision_margin) | (pen_y > -p.collision_margin)).float()
+        pen = self.pen - self.sign * wd._vel[:2, :, :D] * wd.dt
+        wd._pose[:2, :, :D] += self.sign * p.position_correction * (pen - p.slop).clamp_min(0.0)
+        touch = (pen > -p.collision_margin).any(0).float()
         hits += touch * wd.is_robot
 
 
