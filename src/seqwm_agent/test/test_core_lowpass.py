@@ -56,6 +56,14 @@ def test_filter_sequence_is_batched_and_keeps_the_first_sample():
     torch.testing.assert_close(y[:, 1, 2], y_single)
 
 
+def test_filter_is_linear_so_a_matrix_of_impulse_responses_applies_it():
+    """The planner filters all its noise sequences with one matmul by this matrix."""
+    coeffs = butterworth1(2.0, 10.0)
+    F = filter_sequence(torch.eye(5, dtype=torch.float64), coeffs, dim=0)
+    x = torch.randn(5, 40, dtype=torch.float64)
+    torch.testing.assert_close(F @ x, filter_sequence(x, coeffs, dim=0))
+
+
 def test_stream_filter_equals_sequence_filter():
     coeffs_args = (1.5, 10.0)
     x = np.random.default_rng(0).normal(size=(40, 3))

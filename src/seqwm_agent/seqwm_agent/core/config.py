@@ -57,8 +57,8 @@ class ModelConfig:
     """
 
     obs_dim: int
-    num_agents: int
     action_dim: int = 3
+    num_agents: int = 2
     latent_dim: int = 32        # d_z, a multiple of simnorm_dim
     encoder_dim: int = 128      # hidden width of the encoder E (runs once per tick)
     hidden_dim: int = 80        # hidden width of dynamics D and reward R (run N x H times per iteration)
@@ -125,8 +125,8 @@ class PlannerConfig:
     discount: float = 0.99         # gamma in Eq. 5/7; must equal the trainer's
     lowpass_cutoff_hz: float | None = 2.0   # f_c of the noise filter; None disables it
     control_hz: float = 10.0       # f_s = 1 / dt
+    kl_threshold: float = 0.5      # eta: stop when KL(N^(k+1) || N^(k)) < eta (summed over H x da)
     early_stop: bool = False       # KL early stop (paper default: off, run all K iterations)
-    kl_threshold: float = 0.5      # eta: stop when KL(N^(k+1) || N^(k)) < eta
 
     def __post_init__(self) -> None:
         b = 'planner'

@@ -82,6 +82,13 @@ class SequentialPlanner:
         self.coeffs: LowPassCoefficients | None = (
             butterworth1(cfg.lowpass_cutoff_hz, cfg.control_hz)
             if cfg.lowpass_cutoff_hz is not None else None)
+        # The filter is linear in its input sequence (its start state is x[0] itself), so
+        # filtering every noise sequence along the horizon is one matmul with the filter's
+        # responses to unit impulses: F[:, j] = filter_sequence(e_j).
+        self._filter_matrix: torch.Tensor | None = None
+        if self.coeffs is not None:
+            self._filter_matrix = filter_sequence(torch.eye(cfg.horizon, dtype=torch.float64),
+                                                  self.coeffs, dim=0).float().to(model.device)
         self.generator = torch.Generator(device=model.device)
         if seed is None:
             self.generator.seed()
@@ -114,6 +121,7 @@ class SequentialPlanner:
             N = cfg.num_samples + cfg.num_pi_trajs
             dev = self.device
             bufs = {'eps': torch.empty(H, B, cfg.num_samples, da, device=dev),
+                    'eps_f': torch.empty(H, B, cfg.num_samples, da, device=dev),
                     'actions': torch.zeros(H, B, N, da, device=dev),
                     'values': torch.zeros(B, N, device=dev)}
             self._buffers[key] = bufs
@@ -185,8 +193,9 @@ class SequentialPlanner:
             if ws is not None:
                 eps = torch.randn(bufs['eps'].shape, generator=self.generator, device=self.device,
                                   out=bufs['eps'])
-                if self.coeffs is not None:
-                    eps = filter_sequence(eps, self.coeffs, dim=0)
+                if self._filter_matrix is not None:                      # low-pass along H
+                    eps = torch.mm(self._filter_matrix, eps.view(H, -1),
+                                   out=bufs['eps_f'].view(H, -1)).view_as(eps)
                 torch.addcmul(mean.unsqueeze(2), std.unsqueeze(2), eps, out=ws.actions)
                 ws.actions.clamp_(-1.0, 1.0)
                 values[:, Na:] = rollout.run(ws)
