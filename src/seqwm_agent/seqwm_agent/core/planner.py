@@ -85,17 +85,32 @@ class SequentialPlanner:
         # The filter is linear in its input sequence (its start state is x[0] itself), so
         # filtering every noise sequence along the horizon is one matmul with the filter's
         # responses to unit impulses: F[:, j] = filter_sequence(e_j).
-        self._filter_matrix: torch.Tensor | None = None
+        self._filter_impulses: torch.Tensor | None = None
         if self.coeffs is not None:
-            self._filter_matrix = filter_sequence(torch.eye(cfg.horizon, dtype=torch.float64),
-                                                  self.coeffs, dim=0).float().to(model.device)
-        self.generator = torch.Generator(device=model.device)
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(seed)
+            self._filter_impulses = filter_sequence(torch.eye(cfg.horizon, dtype=torch.float64),
+                                                    self.coeffs, dim=0).float()
+        self._seed = seed
         self._prev_mean: torch.Tensor | None = None     # (H, B, da)
         self._buffers: dict[tuple[int, torch.device], dict[str, torch.Tensor]] = {}
+        self._on_device: torch.device | None = None
+        self._follow_device()
+
+    def _follow_device(self) -> None:
+        """Put the planner's own tensors on the model's device (again, if the model moved).
+
+        A move restarts the random stream (from the same seed) and forgets the warm start."""
+        dev = self.model.device
+        if dev == self._on_device:
+            return
+        self.generator = torch.Generator(device=dev)
+        if self._seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(self._seed)
+        self._filter_matrix = (self._filter_impulses.to(dev)
+                               if self._filter_impulses is not None else None)
+        self._prev_mean = None
+        self._on_device = dev
 
     @property
     def device(self) -> torch.device:
@@ -131,6 +146,7 @@ class SequentialPlanner:
              early_stop: bool | None = None) -> PlanResult:
         """Plan for B problems. obs (B, obs_dim); intent with batch B (or 1, broadcast)."""
         t_start = time.perf_counter()
+        self._follow_device()
         with torch.inference_mode():
             obs = obs.to(self.device, torch.float32)
             z0 = self.model.encode(obs)
@@ -144,6 +160,7 @@ class SequentialPlanner:
                     early_stop: bool | None = None) -> PlanResult:
         """As `plan`, from latents z_0 (B, dz) already encoded."""
         t_start = time.perf_counter()
+        self._follow_device()
         with torch.inference_mode():
             result = self._plan_latent(z0.to(self.device), intent, early_stop)
         if self.device.type == 'cuda':

@@ -100,6 +100,7 @@ class _Workspace:
         self.z_n = torch.empty(BR, 1, **kw)
         self.zsum = torch.empty(BR, dz, **kw)
         self.r_logits = torch.empty(BR, bins, **kw)
+        self.r_probs = torch.empty(BR, bins, **kw)
         # actor
         self.p1 = torch.empty(B, R, p, **kw)
         self.p1v = self.p1.view(BR, p)
@@ -122,6 +123,7 @@ class _Workspace:
         self.q_u2 = torch.empty(2, BR, c, **kw)
         self.q_m2 = torch.empty(2, BR, c, **kw)
         self.q_logits = torch.empty(2, BR, bins, **kw)
+        self.q_probs = torch.empty(2, BR, bins, **kw)
         # expected symlog reward per step and of each critic: rows 0..H-1 rewards, H and H+1 Q
         self.S = torch.empty(H + 2, BR, **kw)
         self.S_rows = [self.S[t] for t in range(H)]
@@ -302,8 +304,8 @@ class LatentRollout:
             ws.zg[t + 1].copy_(torch.softmax(zp.view_as(ws.zg[t + 1]), dim=-1))
         # reward head: two-hot logits -> expected symlog reward
         torch.addmm(self.r_b, ws.t_m2_r, self.r_W, out=ws.r_logits)
-        torch.softmax(ws.r_logits, dim=-1, out=ws.r_logits)
-        torch.mv(ws.r_logits, self.bins, out=ws.S_rows[t])
+        torch.softmax(ws.r_logits, dim=-1, out=ws.r_probs)
+        torch.mv(ws.r_probs, self.bins, out=ws.S_rows[t])
 
     def _pi_head(self, ws: _Workspace, t: int, mean_only: bool) -> torch.Tensor:
         """Actor output at step t: pre-tanh mean (BR, da) or (mean, log_std) (BR, 2 da)."""
@@ -333,8 +335,8 @@ class LatentRollout:
         torch.baddbmm(self.q2_L.b, ws.q_m1T, self.q2_L.W, out=ws.q2)
         self._ln_mish(ws.q2, self.q2_L, ws.q_n2, ws.q_u2, ws.q_m2)
         torch.baddbmm(self.q3_b, ws.q_m2, self.q3_W, out=ws.q_logits)
-        torch.softmax(ws.q_logits, dim=-1, out=ws.q_logits)
-        torch.matmul(ws.q_logits, self.bins, out=ws.S_Q)
+        torch.softmax(ws.q_logits, dim=-1, out=ws.q_probs)
+        torch.matmul(ws.q_probs, self.bins, out=ws.S_Q)
 
     # ---- rollouts ---------------------------------------------------------------------------
     def set_start(self, ws: _Workspace) -> None:
