@@ -169,3 +169,18 @@ def test_non_finite_valid_slot_is_refused(layout):
     arrays['actions'][0] = np.nan
     with pytest.raises(IntentError, match='non-finite'):
         layout.from_arrays(**arrays)
+
+
+def test_round_trip_through_the_real_intent_message(layout):
+    """The arrays fit seqwm_msgs/Intent's fields as generated (array.array / list)."""
+    msg_mod = pytest.importorskip('seqwm_msgs.msg')
+    e = layout.insert(layout.empty(1), 1, *random_slot(seed=4))
+    arrays = layout.to_arrays(e)
+    msg = msg_mod.Intent(num_agents=N, horizon=H, latent_dim=DZ, action_dim=DA)
+    msg.latents = arrays['latents']
+    msg.actions = arrays['actions']
+    msg.valid = arrays['valid'].tolist()
+    layout.check_header(msg.num_agents, msg.horizon, msg.latent_dim, msg.action_dim)
+    back = layout.from_arrays(msg.latents, msg.actions, msg.valid)
+    assert torch.equal(back.latents, e.latents) and torch.equal(back.actions, e.actions)
+    assert torch.equal(back.valid, e.valid)

@@ -215,3 +215,11 @@ def test_plan_checks_intent_and_layout_sizes():
         SequentialPlanner(model, IntentLayout(2, 5, 16, 3), PCFG, 0)
     with pytest.raises(IntentError, match='latent_dim'):
         SequentialPlanner(model, IntentLayout(2, 3, 32, 3), PCFG, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+def test_plan_on_cuda_converges_like_on_cpu():
+    model = tracking_model(CFG, target=A_STAR).to('cuda')
+    result = planner(model, iterations=10).plan(obs(), LAYOUT.empty(1))
+    assert result.actions.device.type == 'cuda'
+    assert (result.actions[0, 0].cpu() - A_STAR).abs().max() < 0.06
