@@ -58,8 +58,9 @@ class Snapshot:
 
         `poses` maps a body name to (x, y, yaw) (see `pose_from_position_quaternion`);
         `robot_names` lists the robot bodies in order index; the object body is named `box`
-        (PushBox) or `sheep` (Shepherd). The target / gate default to the nominal ones of
-        `params` (the real arena's fixed set-up). Raises KeyError naming a missing body.
+        (PushBox) or `sheep` (Shepherd). `target`: PushBox (x, y); Gate one (x, y) per robot.
+        `gate`: the opening centre (x, y). Both default to the nominal ones of `params` (the
+        real arena's fixed set-up). Raises KeyError naming a missing body.
         """
         def get(name: str) -> torch.Tensor:
             if name not in poses:
@@ -72,10 +73,15 @@ class Snapshot:
         if task == 'pushbox':
             snap.box = get('box')[None]
             t = params.target if target is None else target
-            snap.target = torch.tensor([[list(t)[:2]]], dtype=torch.float32, device=device)
+            snap.target = torch.as_tensor(t, dtype=torch.float32, device=device).reshape(
+                -1, 2)[:1][None]
         elif task == 'gate':
-            t = nominal_gate_targets(params) if target is None else [list(p)[:2] for p in target]
-            snap.target = torch.tensor([t], dtype=torch.float32, device=device)
+            t = nominal_gate_targets(params) if target is None else target
+            snap.target = torch.as_tensor(t, dtype=torch.float32, device=device).reshape(
+                1, -1, 2)
+            if snap.target.shape[1] != len(robot_names):
+                raise ValueError(f'gate: {snap.target.shape[1]} targets for '
+                                 f'{len(robot_names)} robots')
         elif task == 'shepherd':
             snap.sheep = get('sheep')[None]
         else:
