@@ -24,6 +24,7 @@ that name a reason key from REJECT_REASONS; the pipeline counts rejections per k
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -67,6 +68,9 @@ REJECT_REASONS: tuple[str, ...] = (
 # Intents may be this many ticks ahead of the latest mocap frame (the predecessor may see a frame
 # of the next tick a moment earlier); further ahead means a broken clock.
 MAX_INTENT_AHEAD_TICKS = 2
+# Frames remembered by observe_frame, so that a tick run a little later (after the intent
+# deadline) plans on its own frame's poses and a frame is never counted twice.
+RECENT_FRAMES = 16
 # Quaternions with a norm outside this band are corrupt, not merely unnormalised.
 QUATERNION_NORM_BAND = (0.5, 2.0)
 
@@ -492,8 +496,7 @@ class AgentPipeline:
     def _reset_clocks(self) -> None:
         """Forget everything tied to the mocap clock (after a stale stop the clock may have jumped)."""
         self._last_stamp_ns: int | None = None
-        self._last_frame_key: tuple[int, int] | None = None
-        self._last_seen: FrameSeen | None = None
+        self._recent: OrderedDict[tuple[int, int], tuple[FrameSeen, dict]] = OrderedDict()
         self._last_any_frame_now: float | None = None
         self._last_usable_now: float | None = None
         self._last_problem = ''
@@ -531,9 +534,9 @@ class AgentPipeline:
 
         Call it for every received frame (the node does); `tick` calls it for its own frame,
         and a frame already observed is not counted twice."""
-        if frame.key == self._last_frame_key and self._last_seen is not None:
-            return FrameSeen(self._last_seen.tick, self._last_seen.usable, False,
-                             self._last_seen.reason)
+        if frame.key in self._recent:
+            seen = self._recent[frame.key][0]
+            return FrameSeen(seen.tick, seen.usable, False, seen.reason)
         t = self.tick_of(frame)
         if self._last_stamp_ns is not None and frame.stamp_ns < self._last_stamp_ns:
             msg = (f'mocap frame {frame.frame_number} captured {1e-9 * (self._last_stamp_ns - frame.stamp_ns):.3f} s '
@@ -541,7 +544,6 @@ class AgentPipeline:
             self._reject('mocap_out_of_order', msg)
             self._last_problem = msg
             return FrameSeen(t, False, True, msg)
-        self._last_frame_key = frame.key
         self._last_stamp_ns = frame.stamp_ns
         self._last_any_frame_now = now
         self._current_tick = t
@@ -559,8 +561,11 @@ class AgentPipeline:
             self._last_usable_now = now
         else:
             self._last_problem = reason
-        self._last_seen = FrameSeen(t, usable, True, reason)
-        return self._last_seen
+        seen = FrameSeen(t, usable, True, reason)
+        self._recent[frame.key] = (seen, check.poses)
+        while len(self._recent) > RECENT_FRAMES:
+            self._recent.popitem(last=False)
+        return seen
 
     def receive_intent(self, intent: IntentMessage, now: float) -> str | None:
         """Validate a predecessor intent and keep it for its tick; returns the reject reason or None.
@@ -592,6 +597,7 @@ class AgentPipeline:
         s = self.settings
         seen = self.observe_frame(frame, now)
         t, stamp = seen.tick, frame.stamp_ns
+        frame_poses = self._recent[frame.key][1] if frame.key in self._recent else {}
         try:
             if predecessor is not None:
                 self.receive_intent(predecessor, now)
@@ -602,13 +608,15 @@ class AgentPipeline:
                                   f'tick {t} is not after the last tick {self._last_tick}')
             if not seen.usable:
                 return self._stop(t, stamp, now, 'own_untracked', f'own pose unusable: {seen.reason}')
-            fault = self._pose_fault(stamp)
+            fault = self._pose_fault(stamp, frame_poses[s.robot_name])
             if fault:
                 return self._stop(t, stamp, now, *fault)
             # 2. predecessor intent: fresh, cached (shifted) or masked
             intent, mode, age_ticks = self._predecessor_intent(t)
-            # 3. observation with the simulator's builder, from held poses
+            # 3. observation with the simulator's builder: this frame's poses, held ones for
+            #    bodies it lacks (every robot of the tick plans on the same frame)
             poses = {b: self._held[b].pose for b in self.bodies}
+            poses.update(frame_poses)
             snap = Snapshot.from_named_poses(s.task, self.task_cfg, s.team, poses, device=s.device)
             obs = observe(s.task, snap, self.task_cfg)[:, s.order_index]          # (1, obs_dim)
             # 4. plan (B = 1) conditioned on the predecessors' slots
@@ -643,7 +651,7 @@ class AgentPipeline:
             # 7. predicted trajectory (planned velocities integrated from the measured pose)
             velocities = np.clip(actions, -1.0, 1.0) * self.action_scale
             velocities = np.clip(velocities, -s.limits.velocity, s.limits.velocity)
-            trajectory = integrate_plan(self._held[s.robot_name].pose, velocities, s.dt)
+            trajectory = integrate_plan(poses[s.robot_name], velocities, s.dt)
         except Exception as exc:  # noqa: BLE001 - the robot must stop whatever went wrong
             return self._stop(t, stamp, now, 'internal_error',
                               f'internal error: {type(exc).__name__}: {exc}')
@@ -656,7 +664,7 @@ class AgentPipeline:
                             plan.iterations, value, trajectory)
 
     # ---- pieces of the tick ---------------------------------------------------------------------
-    def _pose_fault(self, stamp_ns: int) -> tuple[str, str] | None:
+    def _pose_fault(self, stamp_ns: int, own: tuple[float, float, float]) -> tuple[str, str] | None:
         """Watchdog on poses: a needed body never seen or not measured for stale_timeout_s
         (mocap time), or the own pose outside the arena bounds."""
         s = self.settings
@@ -668,7 +676,7 @@ class AgentPipeline:
             if age > s.stale_timeout_s:
                 return 'body_lost', (f'body {body} not measured for {age:.2f} s '
                                      f'(stale_timeout_s {s.stale_timeout_s})')
-        x, y, _ = self._held[s.robot_name].pose
+        x, y, _ = own
         x0, x1, y0, y1 = self.arena_bounds
         if not (x0 <= x <= x1 and y0 <= y <= y1):
             return 'outside_arena', (f'{s.robot_name} at ({x:.2f}, {y:.2f}) outside the arena '
