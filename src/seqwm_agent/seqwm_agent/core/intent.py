@@ -226,14 +226,17 @@ class IntentLayout:
     def to_arrays(self, intent: IntentTensors, batch_index: int = 0) -> dict[str, np.ndarray]:
         """One intent of the batch as the seqwm_msgs/Intent arrays (row-major, float32 / bool)."""
         self.check(intent)
-        return {
-            'latents': intent.latents[batch_index].detach().to('cpu', torch.float32).numpy().reshape(-1).copy(),
-            'actions': intent.actions[batch_index].detach().to('cpu', torch.float32).numpy().reshape(-1).copy(),
-            'valid': intent.valid[batch_index].detach().cpu().numpy().astype(bool).reshape(-1).copy(),
-        }
 
-    def from_arrays(self, latents: Sequence[float] | np.ndarray, actions: Sequence[float] | np.ndarray,
-                    valid: Sequence[bool] | np.ndarray, device: torch.device | str = 'cpu') -> IntentTensors:
+        def flat(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+            return t[batch_index].detach().to('cpu', dtype).reshape(-1).numpy().copy()
+
+        return {'latents': flat(intent.latents, torch.float32),
+                'actions': flat(intent.actions, torch.float32),
+                'valid': flat(intent.valid, torch.bool)}
+
+    def from_arrays(self, latents: Sequence[float] | np.ndarray,
+                    actions: Sequence[float] | np.ndarray, valid: Sequence[bool] | np.ndarray,
+                    device: torch.device | str = 'cpu') -> IntentTensors:
         """Message arrays -> IntentTensors with B = 1 (age 0).
 
         Sizes are checked (IntentSizeError naming the field, its size and the expected
