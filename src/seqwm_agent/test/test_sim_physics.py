@@ -51,10 +51,10 @@ def test_friction_stops_a_sliding_box_after_v2_over_2_mu_g(v0: float, mu: float)
         env.step_commands(torch.zeros(1, 2, 3))
     assert world.vel[0, 2].abs().max().item() == 0.0           # it stops, and stays stopped
     dist = world.pose[0, 2, 0].item() - x0
+    # a free slide is integrated exactly (trapezoid); only the sub-step in which the box comes
+    # to rest overshoots, by at most mu g dt^2 / 8
     ideal = v0 ** 2 / (2 * mu * g)
-    assert dist == pytest.approx(ideal, rel=0.1)
-    # semi-implicit Euler stops short by its known bias v0 dt / 2, up to the last partial step
-    assert dist == pytest.approx(ideal - v0 * dt / 2, abs=mu * g * dt * dt / 2)
+    assert ideal - 1e-4 <= dist <= ideal + mu * g * dt * dt / 8 + 1e-4
     assert world.pose[0, 2, 2].item() == pytest.approx(0.3)    # no spin from a straight slide
 
 
@@ -161,8 +161,9 @@ def test_penetration_does_not_grow_when_robots_press_the_box_into_a_wall():
         env.step_commands(torch.tensor([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]]))
         depth.append(max_wall_penetration(env))
     assert env.snapshot().box[0, 0] > 7.0                     # it did reach the wall
-    assert max(depth) < 0.02
-    assert max(depth[40:]) <= max(depth[:40]) + 1e-3          # bounded, not creeping
+    assert max(depth) < 0.03                                  # the impact at ~0.9 m/s
+    assert max(depth[40:]) <= env.cfg.physics.slop            # pressed: within the slop
+    assert max(depth[60:]) <= max(depth[40:60]) + 1e-4        # and not creeping
 
 
 def test_commands_beyond_the_limits_are_clamped_to_the_controller_limits():
@@ -205,11 +206,12 @@ def test_velocity_follows_the_configured_first_order_lag():
 def test_actuation_delay_holds_the_previous_command_for_the_delay():
     env = quiet_env('gate', noise={'pos_std': 0.0, 'yaw_std': 0.0, 'delay_max_s': 0.05})
     env.set_state(robots=torch.tensor([[[1.0, -1.5, 0.0], [1.0, 1.5, 0.0]]]))
-    env.world.delay[:] = 2                                     # 2 of 4 sub-steps
+    delay, substeps = 1, env.cfg.physics.substeps
+    env.world.delay[:] = delay                                 # sub-steps on the old command
     cmd = torch.tensor([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])
     env.step_commands(cmd)
     tau, dt = env.cfg.robot.lag_tau_lin, env.cfg.physics.substep_dt
-    expected = 1 - math.exp(-2 * dt / tau)                     # only 2 sub-steps of lag
+    expected = 1 - math.exp(-(substeps - delay) * dt / tau)    # lag ran only after the delay
     assert env.world.vel[0, 0, 0].item() == pytest.approx(expected, abs=1e-4)
 
 

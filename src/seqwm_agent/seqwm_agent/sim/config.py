@@ -146,8 +146,8 @@ class PhysicsConfig(_FromDict):
     """Integration and contact-solver settings."""
 
     control_dt: float = 0.1          # one env step (the planner's control period)
-    substeps: int = 4                # physics sub-steps per control step
-    solver_iterations: int = 4       # velocity iterations of the impulse solver per sub-step
+    substeps: int = 3                # physics sub-steps per control step
+    solver_iterations: int = 3       # velocity iterations of the impulse solver per sub-step
     gravity: float = 9.81
     contact_friction: float = 0.3    # Coulomb coefficient of body-body contacts (walls: frictionless)
     slop: float = 0.005              # penetration tolerated before position correction (m)

@@ -259,6 +259,8 @@ class PlanarWorld:
         # resting or pushing contact starts converged), then solver iterations
         warm = self._warm
         m_act = self.act_mass
+        if self.has_box:
+            box_v0 = self._vel[:, :, self.obj].clone()
         lam_m = torch.zeros(2, self.B, A, device=self.device)
         lam_f = torch.zeros(3, self.B, device=self.device)
         if warm:
@@ -281,10 +283,16 @@ class PlanarWorld:
         self._warm = {'motor': lam_m, 'floor': lam_f,
                       **{key: g.impulses() for key, g in groups.items()}}
 
-        # 4. integrate: semi-implicit Euler (positions move with the solved velocities, so the
-        # speculative contacts hold; a box sliding from v0 stops v0 dt / 2 short of v0^2/(2 mu g))
+        # 4. integrate: semi-implicit Euler, positions move with the solved velocities, so the
+        # speculative contacts hold. A box touching nothing only decelerates under constant
+        # kinetic friction: integrate that exactly (trapezoid), else it would stop v0 dt / 2
+        # short of v0^2 / (2 mu g).
         self._pose[:2] += self._vel[:2] * dt
         self._pose[2] += self._vel[2] * dt
+        if self.has_box:
+            free = ~(groups['box'].any_active | groups['box_walls'].any_active)
+            dv = self._vel[:, :, self.obj] - box_v0
+            self._pose[:, :, self.obj] -= torch.where(free, 0.5 * dt, 0.0) * dv
         self._pose[2] = wrap_angle(self._pose[2])
 
         # 5. position correction and collision flags
@@ -471,7 +479,9 @@ class _RobotBox(_Group):
         ax, ay = c * plx - s * ply, s * plx + c * ply              # arm on the box
         self.ran = ax * self.ny - ay * self.nx                     # arm x n
         self.rat = -(ax * self.nx + ay * self.ny)                  # arm x t, t = (-ny, nx)
-        self.cb = _active(self.pen, wd.dt).sum(1, keepdim=True).clamp_min(1.0)  # box's contacts
+        act = _active(self.pen, wd.dt)
+        self.any_active = act.amax(1) > 0
+        self.cb = act.sum(1, keepdim=True).clamp_min(1.0)          # the box's contacts
         self.touch = _touching(self.pen, wd)
         pressed[:, :n] += self.touch
 
@@ -555,7 +565,9 @@ class _BoxWalls(_Group):
         self.nx = torch.cat((sgx, zero), 1)
         self.ny = torch.cat((zero, sgy), 1)
         self.rbn = torch.cat((-ay * sgx, ax * sgy), 1)                   # arm x n
-        self.cb = _active(self.pen, wd.dt).sum(1, keepdim=True).clamp_min(1.0)
+        act = _active(self.pen, wd.dt)
+        self.any_active = act.amax(1) > 0
+        self.cb = act.sum(1, keepdim=True).clamp_min(1.0)
         self.touch = _touching(self.pen, wd)
 
     def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
