@@ -1,0 +1,161 @@
+"""`arena` node: the simulated room for `sim:=true` runs.
+
+Subscribes `/<robot>/cmd_vel` (what the topic backend sends), steps `ArenaSession` at the camera
+rate and publishes the true poses on `/arena/truth` for the mocap bridge's `sim` source, plus the
+episode state as JSON on `/arena/episode`. Agents only ever see the bridge's `/mocap/frame`, so
+they cannot tell this room from the real one.
+
+Time: stamps are the *simulated* capture time, offset to the wall clock at start-up
+(stamp = t0 + k * frame_dt). If the machine cannot keep up, simulated time runs slower than the
+wall clock but every control tick still spans exactly dt / frame_dt camera frames.
+The episode starts once every robot's agent has published a status (so model loading does not
+eat into the episode), or after `start_timeout_s`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from geometry_msgs.msg import Pose, Twist
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from seqwm_msgs.msg import AgentStatus, MocapFrame
+from std_msgs.msg import String
+
+from .arena import ArenaSession, arena_task_config
+
+TRUTH_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                       history=HistoryPolicy.KEEP_LAST)
+# Latched, so a late subscriber (the demo runner) still gets the final result.
+EPISODE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CMD_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+#: name: (default, description)
+PARAMETERS = {
+    'task': ('pushbox', 'pushbox | gate | shepherd (loads seqwm_agent config/<task>.yaml)'),
+    'robots': (['go2w_1', 'go2w_2'], 'robot names in order index (mocap body names)'),
+    'seed': (0, 'episode seed (start poses when randomize is true)'),
+    'randomize': (False, 'domain randomisation of the episode (start poses, target, box)'),
+    'frame_rate_hz': (50.0, 'simulated camera rate; also the physics step rate of the arena'),
+    'cmd_timeout_s': (1.0, 'a robot whose last cmd_vel is older stops (like the Go2 after Move)'),
+    'start_timeout_s': (60.0, 'start the episode even if not every agent reported by then'),
+    'start_grace_s': (0.5, 'wait this long after the last agent appeared before starting'),
+    'target_x': (math.nan, 'PushBox target x (m); NaN keeps the task config value'),
+    'target_y': (math.nan, 'PushBox target y (m); NaN keeps the task config value'),
+}
+
+
+class ArenaNode(Node):
+    def __init__(self) -> None:
+        super().__init__('arena')
+        for name, (default, desc) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=desc))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p['frame_rate_hz'] <= 0 or p['frame_rate_hz'] > 1000:
+            raise ValueError(f"parameter frame_rate_hz={p['frame_rate_hz']} outside (0, 1000]")
+        self.robots = list(p['robots'])
+        overrides = {'randomize': bool(p['randomize'])}
+        if math.isfinite(p['target_x']) and math.isfinite(p['target_y']):
+            overrides['target'] = [float(p['target_x']), float(p['target_y'])]
+        cfg = arena_task_config(p['task'], len(self.robots), 1.0 / p['frame_rate_hz'], overrides)
+        self.session = ArenaSession(cfg, self.robots, seed=int(p['seed']),
+                                    cmd_timeout_s=float(p['cmd_timeout_s']))
+        self.start_timeout_s = float(p['start_timeout_s'])
+        self.start_grace_s = float(p['start_grace_s'])
+        self.t0 = time.time()
+        self.frame_number = 0
+        self.seen_status: dict[str, float] = {}
+        self.all_seen_at: float | None = None
+
+        self.truth_pub = self.create_publisher(MocapFrame, '/arena/truth', TRUTH_QOS)
+        self.episode_pub = self.create_publisher(String, '/arena/episode', EPISODE_QOS)
+        for robot in self.robots:
+            self.create_subscription(Twist, f'/{robot}/cmd_vel',
+                                     lambda msg, r=robot: self._on_cmd(r, msg), CMD_QOS)
+            self.create_subscription(AgentStatus, f'/{robot}/status',
+                                     lambda msg, r=robot: self._on_status(r), STATUS_QOS)
+        self.timer = self.create_timer(self.session.dt, self._on_frame)
+        self.get_logger().info(
+            f'arena: {p["task"]} with {self.robots}, camera {p["frame_rate_hz"]:.0f} Hz, '
+            f'task params {self.session.task_params()}; waiting for agents')
+
+    def _on_cmd(self, robot: str, msg: Twist) -> None:
+        if not self.session.set_command(robot, msg.linear.x, msg.linear.y, msg.angular.z,
+                                        self.session.sim_time()):
+            self.get_logger().warn(f'non-finite cmd_vel from {robot} ignored',
+                                   throttle_duration_sec=1.0)
+
+    def _on_status(self, robot: str) -> None:
+        self.seen_status.setdefault(robot, time.monotonic())
+
+    def _maybe_start(self) -> None:
+        res = self.session.result
+        if res.running or res.done:
+            return
+        now = time.monotonic()
+        if self.all_seen_at is None and len(self.seen_status) == len(self.robots):
+            self.all_seen_at = now
+        waited = time.time() - self.t0
+        if (self.all_seen_at is not None and now - self.all_seen_at >= self.start_grace_s) \
+                or waited > self.start_timeout_s:
+            self.session.start()
+            self.get_logger().info(
+                f'episode started after {waited:.1f} s (agents seen: {sorted(self.seen_status)})')
+
+    def _on_frame(self) -> None:
+        self._maybe_start()
+        was_running = self.session.result.running
+        res = self.session.step()
+        self._publish_truth()
+        if was_running or res.done:
+            self.episode_pub.publish(String(data=json.dumps({
+                **res.__dict__, 'robots': self.robots, 'task_params': self.session.task_params(),
+                'bodies': self.session.bodies()})))
+        if was_running and res.done:
+            self.get_logger().info(
+                f'episode finished: success={res.success} time_to_goal={res.time_to_goal_s} '
+                f'sim_time={res.sim_time_s:.2f} s collision={res.collision}')
+
+    def _publish_truth(self) -> None:
+        msg = MocapFrame()
+        # Simulated capture time: frames are exactly one camera period apart.
+        stamp = self.t0 + self.frame_number * self.session.dt
+        msg.header.stamp.sec = int(stamp)
+        msg.header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9)) % 1_000_000_000
+        msg.header.frame_id = 'arena'
+        self.frame_number += 1
+        msg.frame_number = self.frame_number
+        for name, (x, y, yaw) in self.session.bodies().items():
+            pose = Pose()
+            pose.position.x, pose.position.y, pose.position.z = x, y, 0.0
+            pose.orientation.z, pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+            msg.names.append(name)
+            msg.poses.append(pose)
+            msg.tracked.append(True)
+        self.truth_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ArenaNode()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    except rclpy.executors.ExternalShutdownException:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == '__main__':
+    main()
