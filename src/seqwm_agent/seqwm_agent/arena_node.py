@@ -45,6 +45,7 @@ PARAMETERS = {
     'cmd_timeout_s': (1.0, 'a robot whose last cmd_vel is older stops (like the Go2 after Move)'),
     'start_timeout_s': (60.0, 'start the episode even if not every agent reported by then'),
     'start_grace_s': (0.5, 'wait this long after the last agent appeared before starting'),
+    'episode_s': (math.nan, 'episode length, s; NaN keeps the task config value'),
     'target_x': (math.nan, 'PushBox target x (m); NaN keeps the task config value'),
     'target_y': (math.nan, 'PushBox target y (m); NaN keeps the task config value'),
 }
@@ -60,6 +61,10 @@ class ArenaNode(Node):
             raise ValueError(f"parameter frame_rate_hz={p['frame_rate_hz']} outside (0, 1000]")
         self.robots = list(p['robots'])
         overrides = {'randomize': bool(p['randomize'])}
+        if math.isfinite(p['episode_s']):
+            if p['episode_s'] <= 0:
+                raise ValueError(f"parameter episode_s={p['episode_s']} must be > 0")
+            overrides['episode_s'] = float(p['episode_s'])
         if math.isfinite(p['target_x']) and math.isfinite(p['target_y']):
             overrides['target'] = [float(p['target_x']), float(p['target_y'])]
         cfg = arena_task_config(p['task'], len(self.robots), 1.0 / p['frame_rate_hz'], overrides)

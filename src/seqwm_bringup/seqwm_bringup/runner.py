@@ -127,9 +127,15 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def team_nodes(task: str, robots: list[str] | None, config_path: str | None,
                order: list[str] | None, model_dir: str | None, sim: bool = True,
-               only: list[str] | None = None) -> list[NodeSpec]:
-    """The graph a user asked for, with paths resolved and `--only` applied."""
+               only: list[str] | None = None,
+               overrides: dict | None = None) -> list[NodeSpec]:
+    """The graph a user asked for, with paths resolved and `--only` applied.
+
+    `overrides` maps a config section to values merged over it, e.g. {'arena': {'episode_s': 5}}.
+    """
     config = load_config(config_path or default_config(task))
+    for section, values in (overrides or {}).items():
+        config[section] = {**(config.get(section) or {}), **values}
     robots = robots or list(config.get('team', {}).get('robots', []))
     nodes = resolve_paths(build_graph(task, robots, config, sim=sim, order=order,
                                       model_dir=model_dir), workspace_root())
