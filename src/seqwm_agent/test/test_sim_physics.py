@@ -38,7 +38,7 @@ def test_free_box_stays_still_while_robots_move_elsewhere():
 
 
 @pytest.mark.parametrize('v0, mu', [(1.5, 0.5), (2.0, 0.3)])
-def test_friction_stops_a_sliding_box_after_v2_over_2_mu_g(v0: float, mu: float):
+def test_friction_stops_a_pushed_box_after_v2_over_2_mu_g(v0: float, mu: float):
     env = box_env(mu=mu)
     world = env.world
     x0 = world.pose[0, 2, 0].item()

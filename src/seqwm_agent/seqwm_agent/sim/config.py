@@ -149,7 +149,7 @@ class PhysicsConfig(_FromDict):
     substeps: int = 3                # physics sub-steps per control step
     solver_iterations: int = 3       # velocity iterations of the impulse solver per sub-step
     gravity: float = 9.81
-    contact_friction: float = 0.3    # Coulomb coefficient of body-body contacts (walls: frictionless)
+    contact_friction: float = 0.3    # Coulomb coefficient body-body (walls are frictionless)
     slop: float = 0.005              # penetration tolerated before position correction (m)
     position_correction: float = 0.8  # fraction of the excess penetration removed per sub-step
     collision_margin: float = 0.01   # gaps below this count as touching for the collision flags

@@ -14,18 +14,21 @@ Bodies of one environment (index k):
 Arena walls and gate posts are static (infinite mass, frictionless).
 
 Per sub-step (dt = control_dt / substeps):
-  1. locomotion controller: body-frame command -> first-order lag -> desired world velocity;
-  2. contact detection at the start-of-sub-step positions. Contacts are speculative: an open
-     contact may close at most its gap within the sub-step, so nothing tunnels;
+  1. contact detection at the start-of-sub-step positions, in fixed slots per environment.
+     Contacts are speculative: an open contact may close at most its gap within the sub-step,
+     so nothing tunnels;
+  2. locomotion controller: body-frame command -> first-order lag -> desired world velocity. In
+     free motion the drive realises the lag exactly; while the body presses against another
+     body its force is limited to `max_push_force` (traction);
   3. `solver_iterations` iterations of a projected impulse solver, warm-started with the last
      sub-step's impulses (Gauss-Seidel over contact groups, Jacobi with mass splitting inside a
-     group): drive motors (force-limited), normal
-     impulses (>= 0), Coulomb friction at body-body contacts, and the box's ground friction (a
-     force/torque limit surface, see `_box_ground_friction`). Every contact impulse acts equal and
-     opposite on both bodies at the contact point: linear momentum is conserved exactly, and so
-     is angular momentum for frictionless contacts (with friction, the torque on a robot goes to
-     its controller);
-  4. semi-implicit Euler integration of positions and yaw (wrapped to (-pi, pi]);
+     group): drive motors, the box's floor friction (a force/torque limit surface, see
+     `_box_ground_friction`), normal impulses (>= 0) and Coulomb friction at body-body
+     contacts. Every contact impulse acts equal and opposite on both bodies at the contact
+     point: linear momentum is conserved exactly, and so is angular momentum for frictionless
+     contacts (with friction, the torque on a robot goes to its controller);
+  4. semi-implicit Euler integration of positions and yaw (wrapped to (-pi, pi]); a box touching
+     nothing uses the trapezoid rule, which makes free Coulomb sliding exact;
   5. position correction: penetration left beyond `slop` is removed (a fraction
      `position_correction` per sub-step) by moving bodies apart along the normal in inverse-mass
      proportion, without touching velocities, so penetration cannot grow.
@@ -213,7 +216,7 @@ class PlanarWorld:
                           else tuple(t * keep[:, None] for t in v))
                       for k, v in self._warm.items()}
 
-    # ---- one control step -------------------------------------------------------------------------
+    # ---- one control step -----------------------------------------------------------------------
     def step(self, cmd: torch.Tensor, prev_cmd: torch.Tensor) -> torch.Tensor:
         """Advance one control period with body-frame commands cmd (B, A, 3), already clamped.
 
@@ -230,10 +233,9 @@ class PlanarWorld:
 
     def substep(self, cmd: torch.Tensor) -> torch.Tensor:
         """One physics sub-step with commands cmd (3, B, A); returns disc contact counts (B, D)."""
-        dt, A, D, n = self.dt, self.A, self.D, self.n
+        dt, A, D = self.dt, self.A, self.D
         phys = self.phys
-        px, py, yaw = self._pose[0], self._pose[1], self._pose[2]
-        vx, vy, w = self._vel[0], self._vel[1], self._vel[2]
+        yaw, w = self._pose[2], self._vel[2]
 
         # 1. detection; which actuated bodies press against another body
         pressed = torch.zeros(self.B, D, device=self.device)
@@ -334,7 +336,7 @@ class PlanarWorld:
             groups['posts'] = _DiscPosts(self)
         return groups
 
-    # ---- diagnostics ------------------------------------------------------------------------------
+    # ---- diagnostics ----------------------------------------------------------------------------
     def momentum(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Linear (B, 2) and angular (B,) momentum about the origin.
 

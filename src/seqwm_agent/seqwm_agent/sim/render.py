@@ -35,11 +35,6 @@ class EpisodeRecorder:
                                        snap.gate))))
 
 
-def _frame_xy(frames: Sequence[Snapshot]):
-    robots = [f.robots[0] for f in frames]                          # each (n, 3)
-    return robots
-
-
 def _draw_static(ax, cfg: TaskConfig, snap: Snapshot) -> None:
     a = cfg.arena
     ax.add_patch(patches.Rectangle((a.x_min, a.y_min), a.x_max - a.x_min, a.y_max - a.y_min,

@@ -159,7 +159,8 @@ class PushBoxTask(Task):
         dist, approach = self._potentials()
         success = dist < self.cfg.success_radius
         any_col = collision.any(1)
-        shaped = (r.progress * (self.prev_dist - dist) + r.approach * (self.prev_approach - approach)
+        shaped = (r.progress * (self.prev_dist - dist)
+                  + r.approach * (self.prev_approach - approach)
                   - r.time_penalty - r.collision_penalty * any_col.float())
         reward = shaped.clamp(-1.0, 1.0) + r.success_bonus * success.float()
         self.prev_dist, self.prev_approach = dist, approach
