@@ -159,12 +159,13 @@ def push_point(box: torch.Tensor, target: torch.Tensor, params: PushBoxConfig) -
     It lies on the line target -> box, past the box by its half extent along that line plus a
     robot radius. Used by the observation and the approach reward.
     """
-    u = _unit(target - box[:, :2])
+    u = unit_vector(target - box[:, :2])
     half = _half_extent_along(box[:, 2], u, params.box_size / 2)
     return box[:, :2] - u * (half + params.robot.radius)[:, None]
 
 
-def _unit(v: torch.Tensor) -> torch.Tensor:
+def unit_vector(v: torch.Tensor) -> torch.Tensor:
+    """v (..., 2) / |v|, or (1, 0) where v is (nearly) zero."""
     n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
     return torch.where(n > 1e-6, v / n.clamp_min(1e-6), v.new_tensor([1.0, 0.0]).expand_as(v))
 

@@ -12,7 +12,7 @@ import math
 import torch
 
 from .config import GateConfig, PushBoxConfig, ShepherdConfig, TaskConfig
-from .observation import Snapshot, _unit, nominal_gate_targets, push_point
+from .observation import Snapshot, nominal_gate_targets, push_point, unit_vector
 from .physics import GateGeometry, PlanarWorld
 
 
@@ -87,6 +87,9 @@ class Task:
     def set_params(self, target: torch.Tensor | None, gate: torch.Tensor | None,
                    mask: torch.Tensor) -> None:
         """Overwrite target (B, m, 2) / gate centre (B, 2) where mask (B,) is set."""
+        for value, attr in ((target, 'target'), (gate, 'gate')):
+            if value is not None and not hasattr(self, attr):
+                raise ValueError(f'{self.name} has no {attr}')
         if target is not None:
             self.target = torch.where(mask[:, None, None], target.to(self.target), self.target)
         if gate is not None:
@@ -142,7 +145,7 @@ class PushBoxTask(Task):
         box = self.world.pose[:, self.n]
         target = self.target[:, 0]
         dist = torch.linalg.vector_norm(box[:, :2] - target, dim=-1)
-        u = _unit(target - box[:, :2])
+        u = unit_vector(target - box[:, :2])
         side = torch.stack((-u[:, 1], u[:, 0]), -1)
         far = push_point(box, target, self.cfg)
         approach = _segment_distance(self.world.pose[:, :self.n, :2], far, side,
@@ -295,7 +298,7 @@ class ShepherdTask(Task):
         sheep = self.world.pose[:, self.n, :2]
         goal = self._goal()
         to_goal = torch.linalg.vector_norm(goal - sheep, dim=-1)
-        herd = sheep - _unit(goal - sheep) * self.cfg.reward.herd_distance
+        herd = sheep - unit_vector(goal - sheep) * self.cfg.reward.herd_distance
         dogs = self.world.pose[:, :self.n, :2]
         herd_d = torch.linalg.vector_norm(dogs - herd[:, None], dim=-1).mean(1)
         return to_goal, herd_d
