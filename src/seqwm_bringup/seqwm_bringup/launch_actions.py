@@ -14,6 +14,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from seqwm_bringup.graph import NodeSpec, agent_only, build_graph, load_config, split_names
+from seqwm_bringup.runner import resolve_paths, workspace_root
 
 
 def _to_node(spec: NodeSpec) -> Node:
@@ -53,8 +54,8 @@ def team_launch_description(task: str) -> LaunchDescription:
     """Whole team (+ arena and bridge) for `task`."""
     def setup(context, *_, **__):
         config, robots, order, sim, model_dir = _resolve(context, task)
-        return [_to_node(n) for n in build_graph(task, robots, config, sim=sim, order=order,
-                                                  model_dir=model_dir)]
+        nodes = build_graph(task, robots, config, sim=sim, order=order, model_dir=model_dir)
+        return [_to_node(n) for n in resolve_paths(nodes, workspace_root())]
     return LaunchDescription(_arguments(task) + [OpaqueFunction(function=setup)])
 
 
@@ -66,7 +67,8 @@ def agent_launch_description() -> LaunchDescription:
         if model_dir:
             config.setdefault('agent', {})['model_dir'] = model_dir
         robot = LaunchConfiguration('robot').perform(context)
-        return [_to_node(agent_only(task, robot, robots, config, sim=sim, order=order))]
+        node = agent_only(task, robot, robots, config, sim=sim, order=order)
+        return [_to_node(n) for n in resolve_paths([node], workspace_root())]
     share = get_package_share_directory('seqwm_bringup')
     args = [a for a in _arguments('pushbox') if a.name not in ('config', 'sim')]
     args += [
