@@ -1,0 +1,88 @@
+"""`seqwm-train`: train every agent of a team on one task and write the model dir robots load.
+
+    seqwm-train --task pushbox --out models/pushbox [--comm seq|dec|cen] [--run-dir runs/x]
+                [--resume] [--device cuda] [--set key=value ...]
+    seqwm-train --task pushbox --prediction-error models/pushbox/prediction_error
+
+The task YAML (`--task` name or path) gives the simulator's `task:` section and the trainer's
+`train:` section; `--set` overrides `train:` keys (YAML values: `--set num_envs=64`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+
+from ..sim import load_task_config
+from ..sim.config import config_dir
+from .config import COMM_MODES, load_train_config
+
+
+def task_yaml(task: str) -> Path:
+    p = Path(task)
+    return p if p.exists() else config_dir() / f'{task}.yaml'
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog='seqwm-train', description=__doc__.split('\n')[0])
+    ap.add_argument('--task', default='pushbox', help='task name (config/<task>.yaml) or YAML path')
+    ap.add_argument('--out', default=None, help='model dir to write (default models/<task>)')
+    ap.add_argument('--run-dir', default=None, help='checkpoints and logs (default runs/<task>_<comm>)')
+    ap.add_argument('--comm', choices=COMM_MODES, default=None, help='override train.comm')
+    ap.add_argument('--seed', type=int, default=None)
+    ap.add_argument('--total-env-steps', type=int, default=None)
+    ap.add_argument('--max-wall-s', type=float, default=None)
+    ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                    help='override a train: key (YAML value)')
+    ap.add_argument('--resume', action='store_true', help='continue from <run-dir>/checkpoint.pt')
+    ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (when present)")
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--no-progress', action='store_true')
+    ap.add_argument('--prediction-error', metavar='OUT_DIR', default=None,
+                    help='run the Fig. 8 comparison (seq / cen / dec world models on the same '
+                         'random data) instead of training')
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        print('seqwm-train: --device cuda requested but CUDA is not available', file=sys.stderr)
+        return 2
+    path = task_yaml(args.task)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition('=')
+        overrides[key] = yaml.safe_load(value)
+    for key, value in (('comm', args.comm), ('seed', args.seed),
+                       ('total_env_steps', args.total_env_steps), ('max_wall_s', args.max_wall_s)):
+        if value is not None:
+            overrides[key] = value
+    cfg = load_train_config(path, overrides)
+    task_cfg = load_task_config(path)
+    if args.prediction_error:
+        from .prediction_error import run_prediction_error
+        table = run_prediction_error(task_cfg, cfg, Path(args.prediction_error), args.device,
+                                     progress=not args.no_progress)
+        print(json.dumps({c: {k: [round(x, 5) for x in v] for k, v in e.items()}
+                          for c, e in table['errors'].items()}))
+        return 0
+    from .trainer import Trainer
+    run_dir = Path(args.run_dir or f'runs/{task_cfg.name}_{cfg.comm}')
+    out = Path(args.out or f'models/{task_cfg.name}')
+    trainer = Trainer(task_cfg, cfg, run_dir, out, args.device, progress=not args.no_progress)
+    if args.resume:
+        if trainer.resume():
+            print(f'seqwm-train: resumed from {run_dir}/checkpoint.pt at {trainer.env_steps} env steps')
+        else:
+            print(f'seqwm-train: nothing to resume in {run_dir}; starting fresh')
+    summary = trainer.run()
+    print(json.dumps({k: summary[k] for k in ('env_steps', 'updates', 'wall_s')} |
+                     {'best': summary['best'], 'out': str(out)}))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

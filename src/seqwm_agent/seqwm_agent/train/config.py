@@ -1,0 +1,130 @@
+"""Training configuration: the `train:` section of a task YAML, as one validated dataclass.
+
+Defaults are the paper's Table 3 (loss coefficients, rho, lr, encoder lr scale, n-step return,
+entropy coefficient, buffer size) and the reference facts of docs/../architecture.md (grad clip
+20, Polyak 0.01, 5-95 percentile Q scale with EMA 0.99). Batch size and the collection scheme
+are sized for a CPU (docs/trainer.md says why).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..core.config import ConfigError, ModelConfig, PlannerConfig
+
+COMM_MODES = ('seq', 'dec', 'cen')
+
+
+@dataclass
+class TrainConfig:
+    """One training run. `model` / `planner` / `eval_planner` / `collect_planner` are the core's
+    ModelConfig / PlannerConfig keys (obs_dim and num_agents come from the task)."""
+
+    seed: int = 0
+    comm: str = 'seq'                   # seq | dec (no message) | cen (all others' slots)
+    num_envs: int = 512                 # parallel envs stepped with the actor (+ noise)
+    total_env_steps: int = 2_000_000    # team transitions (one per env per control tick)
+    max_wall_s: float = 0.0             # stop after this much wall time (0: no limit)
+    warmup_env_steps: int = 20_000      # uniformly random actions first
+    pretrain_updates: int = 200         # burst of updates when warm-up ends
+    updates_per_env_step: float = 1 / 64   # UTD ratio (updates per team transition)
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    horizon: int = 3                    # H of Eq. 3 (= planner horizon)
+    td_steps: int = 20                  # n-step return (Table 3)
+    discount: float = 0.99              # gamma (= planner.discount)
+    lr: float = 5e-4
+    encoder_lr_scale: float = 0.3
+    grad_clip: float = 20.0
+    dynamics_coef: float = 20.0
+    reward_coef: float = 0.1
+    q_coef: float = 0.1
+    rho: float = 0.5
+    entropy_coef: float = 1e-4
+    tau: float = 0.01                   # Polyak rate of the target critics
+    scale_tau: float = 0.99             # EMA of the 5-95 percentile Q range (Eq. 15)
+    mask_prob: float = 0.1              # each predecessor slot masked with this probability
+    shuffle_prob: float = 0.1           # the update order is a random permutation this often
+    explore_std: float = 0.3            # Gaussian noise added to the actor's sampled action
+    plan_envs: int = 16                 # envs acting with the planner (collect_planner)
+    plan_every: int = 8                 # ... stepped once every this many actor steps (0: never)
+    eval_every_env_steps: int = 200_000
+    eval_episodes: int = 20             # periodic planner evaluation (eval_planner)
+    checkpoint_every_s: float = 300.0   # resumable checkpoint period (wall time)
+    model: dict[str, Any] = field(default_factory=dict)
+    planner: dict[str, Any] = field(default_factory=dict)          # deployment / final eval
+    eval_planner: dict[str, Any] = field(default_factory=lambda: {
+        'num_samples': 128, 'num_pi_trajs': 24, 'num_elites': 32, 'iterations': 3})
+    collect_planner: dict[str, Any] = field(default_factory=lambda: {
+        'num_samples': 128, 'num_pi_trajs': 24, 'num_elites': 32, 'iterations': 3})
+
+    def __post_init__(self) -> None:
+        b = 'train'
+        if self.comm not in COMM_MODES:
+            raise ConfigError(f'{b}.comm must be one of {COMM_MODES}, got {self.comm!r}')
+        for name in ('num_envs', 'total_env_steps', 'batch_size', 'buffer_size', 'horizon',
+                     'td_steps', 'eval_episodes'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f'{b}.{name} must be a positive integer, got {v!r}')
+        for name in ('warmup_env_steps', 'pretrain_updates', 'plan_envs', 'plan_every',
+                     'eval_every_env_steps', 'seed'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f'{b}.{name} must be an integer >= 0, got {v!r}')
+        for name in ('mask_prob', 'shuffle_prob', 'rho', 'tau', 'scale_tau'):
+            v = getattr(self, name)
+            if not 0.0 <= float(v) <= 1.0:
+                raise ConfigError(f'{b}.{name} must lie in [0, 1], got {v!r}')
+        if not 0.0 < self.discount <= 1.0:
+            raise ConfigError(f'{b}.discount must lie in (0, 1], got {self.discount}')
+        for name in ('updates_per_env_step', 'lr', 'grad_clip', 'encoder_lr_scale'):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f'{b}.{name} must be > 0, got {getattr(self, name)!r}')
+        for name in ('dynamics_coef', 'reward_coef', 'q_coef', 'entropy_coef', 'explore_std',
+                     'max_wall_s', 'checkpoint_every_s'):
+            if float(getattr(self, name)) < 0:
+                raise ConfigError(f'{b}.{name} must be >= 0, got {getattr(self, name)!r}')
+        self.planner_config()     # validate the planner blocks now, with their key names
+        self.planner_config('eval_planner')
+        self.planner_config('collect_planner')
+
+    def model_config(self, obs_dim: int, num_agents: int, action_dim: int = 3) -> ModelConfig:
+        data = {'obs_dim': obs_dim, 'num_agents': num_agents, 'action_dim': action_dim}
+        data.update(self.model)
+        return ModelConfig.from_dict(data)
+
+    def planner_config(self, which: str = 'planner') -> PlannerConfig:
+        """Deployment planner (`planner`), or it with `eval_planner` / `collect_planner` on top."""
+        data = {'horizon': self.horizon, 'discount': self.discount}
+        data.update(self.planner)
+        if which != 'planner':
+            data.update(getattr(self, which))
+        try:
+            return PlannerConfig.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f'train.{which}: {exc}') from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TrainConfig:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f'train: unknown key(s) {unknown}; known keys are {sorted(known)}')
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_train_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The `train:` section of a task YAML (missing section: all defaults), with overrides."""
+    with open(path) as f:
+        doc = yaml.safe_load(f) or {}
+    data = dict(doc.get('train') or {})
+    data.update(overrides or {})
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,303 @@
+"""The training loop: collect, store, update sequentially, evaluate, checkpoint, export.
+
+Data collection (docs/trainer.md says why): planning every tick in hundreds of environments is
+too slow on a CPU, so `num_envs` environments act with the actors (the planner's own proposal
+distribution, each conditioned on its predecessors' actor proposals as the planner's intent
+would carry them) plus Gaussian exploration noise, and `plan_envs` environments act with the
+sequential planner (`collect_planner` settings) once every `plan_every` actor steps. The first
+`warmup_env_steps` transitions are uniformly random.
+
+Every `eval_every_env_steps` the team is evaluated with the deterministic actors and with the
+planner (`eval_planner` settings); the model dir (`--out`) is rewritten whenever the planner
+evaluation is at least as good as the best so far, so it always holds the best model the run
+produced. `checkpoint.pt` in the run dir holds everything needed to `--resume`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..core.checkpoint import Manifest, save_team
+from ..core.intent import IntentLayout
+from ..core.world_model import WorldModel
+from ..sim import MultiQuadEnv, task_config_to_dict
+from .buffer import Batch, ReplayBuffer
+from .config import TrainConfig
+from .curves import plot_learning_curve, read_metrics
+from .evaluate import run_episodes
+from .team import PlannerTeam, actor_act
+from .update import SequentialUpdate
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parents[4]
+        out = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or 'unknown'
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+
+
+def cat_batches(a: Batch, b: Batch) -> Batch:
+    return Batch(*(torch.cat([x, y], 1) for x, y in zip(a, b)))
+
+
+class Trainer:
+    """One training run of a team on one task (all agents, one process)."""
+
+    def __init__(self, task_cfg: Any, cfg: TrainConfig, run_dir: str | Path,
+                 out_dir: str | Path | None = None, device: str = 'cpu',
+                 progress: bool = True) -> None:
+        self.cfg, self.device = cfg, torch.device(device)
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.progress = progress
+        torch.manual_seed(cfg.seed)
+        self.env = MultiQuadEnv(task_cfg, cfg.num_envs, self.device, seed=cfg.seed)
+        self.task_cfg = self.env.cfg
+        n, obs_dim = self.env.num_robots, self.env.obs_dim
+        self.n = n
+        self.model_cfg = cfg.model_config(obs_dim, n)
+        self.models = [WorldModel(self.model_cfg).to(self.device) for _ in range(n)]
+        mc = self.model_cfg
+        self.layout = IntentLayout(n, cfg.horizon, mc.latent_dim, mc.action_dim)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 7)
+        self.learner = SequentialUpdate(self.models, self.layout, cfg,
+                                        torch.Generator(device=self.device).manual_seed(cfg.seed + 11))
+        use_plan = cfg.plan_envs > 0 and cfg.plan_every > 0
+        total_envs = cfg.num_envs + (cfg.plan_envs if use_plan else 0)
+        cap = cfg.buffer_size
+        self.buffer = ReplayBuffer(cap * cfg.num_envs // total_envs, cfg.num_envs, n, obs_dim,
+                                   mc.action_dim, self.device)
+        self.plan_env = self.plan_buffer = self.plan_team = None
+        if use_plan:
+            self.plan_env = MultiQuadEnv(task_cfg, cfg.plan_envs, self.device, seed=cfg.seed + 1)
+            self.plan_buffer = ReplayBuffer(max(cap * cfg.plan_envs // total_envs, 4 * cfg.plan_envs),
+                                            cfg.plan_envs, n, obs_dim, mc.action_dim, self.device)
+            self.plan_team = PlannerTeam(self.models, self.layout,
+                                         cfg.planner_config('collect_planner'),
+                                         'dec' if cfg.comm == 'dec' else 'seq', cfg.seed + 3)
+            if cfg.comm == 'cen':      # cen has no planning form: its extra envs use the actor
+                self.plan_team = None
+        self.obs = self.env.reset()
+        self.plan_obs = self.plan_env.reset() if self.plan_env else None
+        self.env_steps = 0
+        self.iteration = 0
+        self.wall_s = 0.0           # accumulated over resumed segments
+        self.update_credit = 0.0
+        self.best_success = -1.0
+        self.best: dict[str, Any] = {}
+        self.next_eval = cfg.eval_every_env_steps
+        self.metrics_path = self.run_dir / 'metrics.jsonl'
+        self._recent: list[tuple[float, bool]] = []
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def checkpoint(self) -> Path:
+        """Everything needed to resume (models, optimizers, scales, buffers, counters, RNG)."""
+        state = {'config': self.cfg.to_dict(), 'models': [m.state_dict() for m in self.models],
+                 'learner': self.learner.state_dict(), 'buffer': self.buffer.state_dict(),
+                 'plan_buffer': self.plan_buffer.state_dict() if self.plan_buffer else None,
+                 'env_steps': self.env_steps, 'iteration': self.iteration, 'wall_s': self.wall_s,
+                 'update_credit': self.update_credit, 'best_success': self.best_success,
+                 'best': self.best, 'next_eval': self.next_eval, 'gen': self.gen.get_state()}
+        path = self.run_dir / 'checkpoint.pt'
+        tmp = path.with_suffix('.tmp')
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def resume(self) -> bool:
+        path = self.run_dir / 'checkpoint.pt'
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        for m, s in zip(self.models, state['models']):
+            m.load_state_dict(s)
+        self.learner.load_state_dict(state['learner'])
+        self.buffer.load_state_dict(state['buffer'])
+        if self.plan_buffer and state['plan_buffer']:
+            self.plan_buffer.load_state_dict(state['plan_buffer'])
+        for k in ('env_steps', 'iteration', 'wall_s', 'update_credit', 'best_success', 'best',
+                  'next_eval'):
+            setattr(self, k, state[k])
+        self.gen.set_state(state['gen'])
+        # environments restart their episodes from a seed derived from the resume point
+        self.obs = self.env.reset(seed=self.cfg.seed + 100 + self.iteration)
+        if self.plan_env:
+            self.plan_obs = self.plan_env.reset(seed=self.cfg.seed + 200 + self.iteration)
+        return True
+
+    def log(self, record: dict) -> None:
+        with open(self.metrics_path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+
+    def export(self, out_dir: Path, evaluation: dict | None = None) -> Manifest:
+        """Write agent_<k>.pt + manifest.yaml (+ learning curve) to `out_dir`."""
+        buf = io.BytesIO()
+        torch.save([m.state_dict() for m in self.models], buf)
+        digest = hashlib.sha256(buf.getvalue()).hexdigest()[:10]
+        lim = self.task_cfg.action_limits
+        manifest = Manifest(
+            model_set_id=f'{self.task_cfg.name}-{self.cfg.comm}-s{self.cfg.seed}-{digest}',
+            model=self.model_cfg, obs_spec=self.env.obs_spec(),
+            action_scaling={'vx': lim[0], 'vy': lim[1], 'wz': lim[2]},
+            dt=self.task_cfg.physics.control_dt,
+            order=[f'go2w_{k + 1}' for k in range(self.n)], task=self.task_cfg.name,
+            planner=self.cfg.planner_config().to_dict(),
+            training={'comm': self.cfg.comm, 'env_steps': self.env_steps,
+                      'updates': self.learner.num_updates, 'wall_time_s': round(self.wall_s, 1),
+                      'device': str(self.device), 'torch_threads': torch.get_num_threads(),
+                      'git_commit': git_commit(), 'seed': self.cfg.seed,
+                      'config': self.cfg.to_dict(),
+                      'task_config': task_config_to_dict(self.task_cfg)},
+            evaluation=evaluation or {})
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_team(out_dir, [m.cpu() for m in self.models], manifest)
+        for m in self.models:
+            m.to(self.device)
+        plot_learning_curve(read_metrics(self.metrics_path), out_dir / 'learning_curve.png',
+                            title=f'{self.task_cfg.name} ({self.cfg.comm}), {self.n} robots')
+        (out_dir / 'metrics.jsonl').write_text(self.metrics_path.read_text()
+                                               if self.metrics_path.exists() else '')
+        return manifest
+
+    # ---- one iteration -------------------------------------------------------------------------
+    def _act(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.env_steps < self.cfg.warmup_env_steps:
+            return torch.rand(obs.shape[0], self.n, 3, generator=self.gen, device=self.device) * 2 - 1
+        return actor_act(self.models, self.layout, obs, self.cfg.comm, self.cfg.explore_std,
+                         generator=self.gen)
+
+    def _step(self, env: MultiQuadEnv, buffer: ReplayBuffer, obs: torch.Tensor,
+              actions: torch.Tensor) -> torch.Tensor:
+        nxt, r, term, trunc, info = env.step(actions)
+        buffer.add(obs, actions, r, info['final_obs'], term, trunc)
+        done = term | trunc
+        if bool(done.any()):
+            for R, s in zip(info['episode_return'][done].tolist(), info['success'][done].tolist()):
+                self._recent.append((R, s))
+        self.env_steps += obs.shape[0]
+        return nxt
+
+    def sample(self) -> Batch:
+        cfg, L = self.cfg, self.learner.window
+        if not self.plan_buffer or self.plan_buffer.rows < L:
+            return self.buffer.sample(cfg.batch_size, L, self.learner.generator)
+        n_plan = round(cfg.batch_size * len(self.plan_buffer) /
+                       (len(self.plan_buffer) + len(self.buffer)))
+        n_plan = min(max(n_plan, 1), cfg.batch_size - 1)
+        return cat_batches(self.buffer.sample(cfg.batch_size - n_plan, L, self.learner.generator),
+                           self.plan_buffer.sample(n_plan, L, self.learner.generator))
+
+    def evaluate(self) -> dict:
+        cfg = self.cfg
+        out: dict[str, Any] = {'kind': 'eval', 'env_steps': self.env_steps,
+                               'updates': self.learner.num_updates, 'wall_s': round(self.wall_s, 1)}
+        for m in self.models:
+            m.eval()
+        out['actor'] = run_episodes(self.models, self.task_cfg, cfg.planner_config('eval_planner'),
+                                    cfg.comm, max(cfg.eval_episodes, 32), seed=10_000,
+                                    policy='actor', device=self.device)
+        if cfg.comm != 'cen':
+            out['planner'] = run_episodes(self.models, self.task_cfg,
+                                          cfg.planner_config('eval_planner'), cfg.comm,
+                                          cfg.eval_episodes, seed=20_000, policy='planner',
+                                          device=self.device)
+        for m in self.models:
+            m.train()
+        return out
+
+    def _maybe_eval(self, final: bool = False) -> None:
+        if not final and self.env_steps < self.next_eval:
+            return
+        self.next_eval = self.env_steps + self.cfg.eval_every_env_steps
+        t0 = time.perf_counter()
+        ev = self.evaluate()
+        ev['eval_wall_s'] = round(time.perf_counter() - t0, 1)
+        self.log(ev)
+        key = 'planner' if 'planner' in ev else 'actor'
+        score = ev[key]['success_rate'] + 1e-3 * ev[key]['mean_return'] / 100
+        if self.out_dir is not None and score >= self.best_success:
+            self.best_success = score
+            self.best = {'env_steps': self.env_steps, 'wall_s': round(self.wall_s, 1),
+                         key: {k: ev[key][k] for k in ('success_rate', 'mean_return', 'episodes')}}
+            self.export(self.out_dir, {'periodic_' + key: self.best})
+        if self.progress:
+            tqdm.write(f"eval @ {self.env_steps} steps: actor success {ev['actor']['success_rate']:.2f} "
+                       f"return {ev['actor']['mean_return']:.2f}"
+                       + (f"; planner success {ev['planner']['success_rate']:.2f} return "
+                          f"{ev['planner']['mean_return']:.2f}" if 'planner' in ev else ''))
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        seg_start = time.perf_counter()
+        wall0 = self.wall_s
+        last_ckpt = time.perf_counter()
+        bar = tqdm(total=cfg.total_env_steps, initial=self.env_steps, unit='step',
+                   disable=not self.progress, dynamic_ncols=True, mininterval=5.0)
+        stats: dict[str, float] = {}
+        n_upd = 0
+        while self.env_steps < cfg.total_env_steps:
+            if cfg.max_wall_s and self.wall_s >= cfg.max_wall_s:
+                break
+            before = self.env_steps
+            with torch.no_grad():
+                self.obs = self._step(self.env, self.buffer, self.obs, self._act(self.obs))
+                if self.plan_env is not None and self.iteration % cfg.plan_every == 0:
+                    if self.env_steps < cfg.warmup_env_steps or self.plan_team is None:
+                        a = self._act(self.plan_obs)
+                    else:
+                        a = self.plan_team.act(self.plan_obs)[0]
+                        a = (a + cfg.explore_std * 0.5 * torch.randn(
+                            a.shape, generator=self.gen, device=self.device)).clamp(-1, 1)
+                    self.plan_obs = self._step(self.plan_env, self.plan_buffer, self.plan_obs, a)
+            self.iteration += 1
+            if self.env_steps >= cfg.warmup_env_steps and self.buffer.rows >= self.learner.window:
+                if self.learner.num_updates == 0:
+                    self.update_credit += cfg.pretrain_updates
+                self.update_credit += (self.env_steps - before) * cfg.updates_per_env_step
+                while self.update_credit >= 1.0:
+                    s = self.learner.update(self.sample())
+                    for k, v in s.items():
+                        stats[k] = stats.get(k, 0.0) + v
+                    n_upd += 1
+                    self.update_credit -= 1.0
+            self.wall_s = wall0 + time.perf_counter() - seg_start
+            bar.update(self.env_steps - before)
+            if self.iteration % 50 == 0:
+                rec = {'kind': 'train', 'env_steps': self.env_steps,
+                       'updates': self.learner.num_updates, 'wall_s': round(self.wall_s, 1),
+                       'train_return': None, 'train_success': None}
+                if self._recent:
+                    rec['train_return'] = sum(r for r, _ in self._recent) / len(self._recent)
+                    rec['train_success'] = sum(s for _, s in self._recent) / len(self._recent)
+                    rec['train_episodes'] = len(self._recent)
+                    self._recent = []
+                if n_upd:
+                    rec.update({k: v / n_upd for k, v in stats.items()})
+                    stats, n_upd = {}, 0
+                self.log(rec)
+                bar.set_postfix(ret=rec['train_return'], upd=self.learner.num_updates,
+                                refresh=False)
+            self._maybe_eval()
+            if time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s:
+                self.checkpoint()
+                last_ckpt = time.perf_counter()
+        bar.close()
+        self._maybe_eval(final=True)
+        self.checkpoint()
+        if self.out_dir is not None and not (self.out_dir / 'manifest.yaml').exists():
+            self.export(self.out_dir)
+        return {'env_steps': self.env_steps, 'updates': self.learner.num_updates,
+                'wall_s': self.wall_s, 'best': self.best}

@@ -1,0 +1,216 @@
+"""Losses and the sequential update of every agent's world model (paper Eq. 3, Eq. 4, Sec. 4.1).
+
+One `SequentialUpdate.update(batch)`:
+  order   = identity, or a random permutation with probability shuffle_prob
+  e^1     = empty intent
+  for agent i in order:
+      keep  = visible slots (seq: predecessors, dec: none, cen: all others) and, per sample and
+              slot, not randomly masked (mask_prob)
+      train i on (o, a, r, o') with e_h = model_inputs(mask(e^i, keep))[h]       (Eq. 3, Eq. 4)
+      e^{i+1} = insert(e^i, i, z^i_0..H predicted by i's *updated* model, a^i)   (seq)
+cen uses every other agent's prediction from a stepwise joint rollout of the current models.
+
+Eq. 3 for agent i, with z_0 = E(o_0), z_{h+1} = D(z_h, a_h, e_h) and step weights rho^h:
+  dynamics  || z_{h+1} - sg(E(o'_h)) ||^2
+  reward    Soft-CE(R(z_h, a_h, e_h), r_h)
+  value     Soft-CE(Q(z_h, a_h, e_h), G_h),  G_h = n-step return + gamma^m (1 - terminated)
+            min Q_target(z', pi(z', e'), e') at the state m rows later (or where the episode ended)
+Eq. 4: actor on sg(z_h): entropy_coef * log pi(a|z_h, e_h) - Q(z_h, a, e_h) / S, S = EMA of the
+batch's 5-95 percentile range of Q (Eq. 15), at least 1.
+Gradients never cross the communication channel (intents are built without grad).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..core.intent import IntentLayout, IntentTensors
+from ..core.world_model import WorldModel
+from .buffer import Batch
+from .config import TrainConfig
+from .team import joint_rollout, slot_inputs, visible
+
+
+def make_optimizers(model: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """Adam for E/D/R/Q (encoder at lr x encoder_lr_scale) and a separate Adam for the actor."""
+    enc = list(model._encoder.parameters())
+    rest = [p for name, mod in model.named_children() if name in ('_trunk', '_dynamics_head',
+                                                                  '_reward_head', '_Qs')
+            for p in mod.parameters()]
+    model_opt = torch.optim.Adam([{'params': enc, 'lr': cfg.lr * cfg.encoder_lr_scale},
+                                  {'params': rest, 'lr': cfg.lr}], lr=cfg.lr)
+    pi_opt = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5)
+    return model_opt, pi_opt
+
+
+class SequentialUpdate:
+    """Owns the optimizers and Q scales of a team and performs sequential updates."""
+
+    def __init__(self, models: Sequence[WorldModel], layout: IntentLayout, cfg: TrainConfig,
+                 generator: torch.Generator | None = None) -> None:
+        self.models = list(models)
+        self.layout, self.cfg = layout, cfg
+        self.n = len(self.models)
+        self.device = self.models[0].device
+        self.generator = generator or torch.Generator(device=self.device).manual_seed(cfg.seed)
+        opts = [make_optimizers(m, cfg) for m in self.models]
+        self.model_opts = [o[0] for o in opts]
+        self.pi_opts = [o[1] for o in opts]
+        self.q_scale = [torch.zeros((), device=self.device) for _ in self.models]   # 0: unset
+        self.num_updates = 0
+        self.last_order: list[int] = list(range(self.n))
+        self.last_inputs: dict[int, torch.Tensor] = {}   # agent -> e (H+1, B, de) it was trained on
+        H = cfg.horizon
+        self.rho = cfg.rho ** torch.arange(H, dtype=torch.float32, device=self.device)  # (H,)
+
+    @property
+    def window(self) -> int:
+        """Rows per sampled window: H loss steps, the last one needing td_steps rows of return."""
+        return self.cfg.horizon + self.cfg.td_steps - 1
+
+    # ---- n-step returns ----------------------------------------------------------------------
+    def nstep(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For loss steps h < H: discounted reward sum over up to td_steps rows within the episode
+        (H, B), the row whose o' is bootstrapped from (H, B), and gamma^m (1 - terminated) (H, B)."""
+        H, n_td, gamma = self.cfg.horizon, self.cfg.td_steps, self.cfg.discount
+        dev = batch.reward.device
+        idx = torch.arange(H, device=dev)[:, None] + torch.arange(n_td, device=dev)[None]  # (H, n)
+        r, done = batch.reward[idx], batch.done[idx].float()                              # (H, n, B)
+        cont = torch.cumprod(torch.cat([torch.ones_like(done[:, :1]), 1 - done[:, :-1]], 1), 1)
+        disc = gamma ** torch.arange(n_td, device=dev, dtype=torch.float32)[None, :, None]
+        ret = (cont * disc * r).sum(1)                                                    # (H, B)
+        m = cont.sum(1)                                                                   # rows used
+        last = (torch.arange(H, device=dev)[:, None] + m.long() - 1)                      # (H, B)
+        term = batch.terminated.gather(0, last).float()
+        return ret, last, (gamma ** m) * (1 - term)
+
+    # ---- the sequential update ---------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One update of every agent, in the (possibly shuffled) order; returns mean losses."""
+        cfg, H, n, layout = self.cfg, self.cfg.horizon, self.n, self.layout
+        g, dev = self.generator, self.device
+        B = batch.obs.shape[1]
+        order = list(range(n))
+        if cfg.shuffle_prob > 0 and float(torch.rand((), generator=g, device=dev)) < cfg.shuffle_prob:
+            order = torch.randperm(n, generator=g, device=dev).tolist()
+        vis = visible(cfg.comm, order).to(dev)                                   # (n, n)
+        keep_rand = torch.rand(B, n, generator=g, device=dev) >= cfg.mask_prob   # (B, n)
+        actions = batch.action[:H]                                              # (H, B, n, da)
+        ret, last, boot_disc = self.nstep(batch)
+        o_boot = batch.next_obs.gather(
+            0, last[..., None, None].expand(H, B, n, batch.next_obs.shape[-1]))  # (H, B, n, obs)
+
+        intent = layout.empty(B, dev)
+        if cfg.comm == 'cen':     # every other agent's prediction, from the current models
+            keep_all = vis[None].expand(B, n, n)
+            lat, _ = joint_rollout(self.models, batch.obs[0], actions, keep_all)  # (H+1, B, n, dz)
+            intent = IntentTensors(lat.permute(1, 2, 0, 3).contiguous(),
+                                   actions.permute(1, 2, 0, 3).contiguous(),
+                                   torch.ones(B, n, dtype=torch.bool, device=dev))
+        # bootstrap slots z'^k = E_k(o'), a'^k = mean of pi_k, filled as agents are updated
+        z_boot = torch.zeros(H, B, n, layout.latent_dim, device=dev)
+        a_boot = torch.zeros(H, B, n, layout.action_dim, device=dev)
+        if cfg.comm == 'cen':
+            with torch.no_grad():
+                for k, m in enumerate(self.models):
+                    z_boot[:, :, k] = m.encode(o_boot[:, :, k])
+                    a_boot[:, :, k] = m.pi(z_boot[:, :, k], torch.zeros(
+                        H, B, layout.input_dim, device=dev)).mean
+
+        for m in self.models:   # bins first built under the planner's inference_mode cannot
+            if m.two_hot.bins.is_inference():   # enter autograd: rebuild them (core caches them)
+                m._two_hot = None
+        stats: dict[str, float] = {}
+        for i in order:
+            keep = vis[i][None] & keep_rand                                      # (B, n)
+            e = layout.model_inputs(layout.mask(intent, keep)).transpose(0, 1)   # (H+1, B, de)
+            e_boot = slot_inputs(z_boot.reshape(H * B, n, -1), a_boot.reshape(H * B, n, -1),
+                                 keep.repeat(H, 1)).reshape(H, B, -1)
+            self.last_inputs[i] = e.detach()
+            s = self._update_agent(i, batch, actions[:, :, i], ret, boot_disc, o_boot[:, :, i],
+                                   e, e_boot)
+            for key, v in s.items():
+                stats[key] = stats.get(key, 0.0) + v / n
+            if cfg.comm == 'seq':   # what the just-updated model predicts goes to the successors
+                with torch.no_grad():
+                    m = self.models[i]
+                    z = m.encode(batch.obs[0, :, i])
+                    zs = [z]
+                    for h in range(H):
+                        z = m.next(z, actions[h, :, i], e[h])
+                        zs.append(z)
+                    intent = layout.insert(intent, i, torch.stack(zs, 1),
+                                           actions[:, :, i].transpose(0, 1))
+                    z_boot[:, :, i] = m.encode(o_boot[:, :, i])
+                    a_boot[:, :, i] = m.pi(z_boot[:, :, i], e_boot).mean
+        self.last_order = order
+        self.num_updates += 1
+        return stats
+
+    def _update_agent(self, i: int, batch: Batch, a: torch.Tensor, ret: torch.Tensor,
+                      boot_disc: torch.Tensor, o_boot: torch.Tensor, e: torch.Tensor,
+                      e_boot: torch.Tensor) -> dict[str, float]:
+        """Eq. 3 then Eq. 4 for agent i. a (H, B, da), e (H+1, B, de), e_boot (H, B, de)."""
+        cfg, H, m = self.cfg, self.cfg.horizon, self.models[i]
+        two_hot = m.two_hot
+        w = self.rho[:, None] * batch.alive[:H].float()                          # (H, B)
+        with torch.no_grad():
+            z_target = m.encode(batch.next_obs[:H, :, i])                        # (H, B, dz)
+            z_b = m.encode(o_boot)
+            a_b = m.pi(z_b, e_boot, generator=self.generator).action
+            G = ret + boot_disc * m.Q(z_b, a_b, e_boot, 'min', target=True)     # (H, B)
+
+        z = m.encode(batch.obs[0, :, i])
+        zs, dyn, rew, val = [], 0.0, 0.0, 0.0
+        for h in range(H):
+            zs.append(z)
+            z_next, r_logits = m.next_and_reward(z, a[h], e[h])
+            q_logits = m.Q(z, a[h], e[h], 'all')                                 # (2, B, bins)
+            dyn = dyn + w[h] * (z_next - z_target[h]).pow(2).mean(-1)
+            rew = rew + w[h] * two_hot.soft_ce(r_logits, batch.reward[h])
+            val = val + w[h] * two_hot.soft_ce(q_logits, G[h]).mean(0)
+            z = z_next
+        dyn, rew, val = dyn.mean() / H, rew.mean() / H, val.mean() / H
+        loss = cfg.dynamics_coef * dyn + cfg.reward_coef * rew + cfg.q_coef * val
+        opt = self.model_opts[i]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp['params']],
+                                             cfg.grad_clip)
+        opt.step()
+
+        # actor (Eq. 4) on the rolled-out latents, without gradient into the model
+        z_pi = torch.stack(zs).detach()                                          # (H, B, dz)
+        pol = m.pi(z_pi, e[:H], generator=self.generator)
+        q = m.Q(z_pi, pol.action, e[:H], 'avg')                                  # (H, B)
+        with torch.no_grad():
+            spread = torch.quantile(q[0].float(), 0.95) - torch.quantile(q[0].float(), 0.05)
+            s = self.q_scale[i]
+            self.q_scale[i] = spread if float(s) == 0.0 else cfg.scale_tau * s + (1 - cfg.scale_tau) * spread
+            scale = self.q_scale[i].clamp(min=1.0)
+        pi_loss = ((cfg.entropy_coef * pol.log_prob - q / scale) * w).mean()
+        self.pi_opts[i].zero_grad(set_to_none=True)
+        pi_loss.backward()
+        nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip)
+        self.pi_opts[i].step()
+        m.soft_update_target_Q(cfg.tau)
+        return {'loss': float(loss.detach()), 'dynamics': float(dyn.detach()), 'reward': float(rew.detach()),
+                'value': float(val.detach()), 'pi': float(pi_loss.detach()), 'grad_norm': float(grad_norm),
+                'q_scale': float(self.q_scale[i])}
+
+    def state_dict(self) -> dict:
+        return {'model_opts': [o.state_dict() for o in self.model_opts],
+                'pi_opts': [o.state_dict() for o in self.pi_opts],
+                'q_scale': [s.cpu() for s in self.q_scale], 'num_updates': self.num_updates,
+                'generator': self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for o, s in zip(self.model_opts, state['model_opts']):
+            o.load_state_dict(s)
+        for o, s in zip(self.pi_opts, state['pi_opts']):
+            o.load_state_dict(s)
+        self.q_scale = [s.to(self.device) for s in state['q_scale']]
+        self.num_updates = int(state['num_updates'])
+        self.generator.set_state(state['generator'])
