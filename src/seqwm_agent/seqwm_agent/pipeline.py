@@ -273,8 +273,18 @@ def validate_intent(intent: IntentMessage, expect: IntentExpectation) -> IntentT
                             ('action size', intent.action_dim, lay.action_dim)):
         if int(got) != want:
             raise Rejected('intent_size', f'rejected intent from {who}: {name} {got} != {want}')
+    latents = np.asarray(intent.latents, dtype=np.float32).reshape(-1)
+    actions = np.asarray(intent.actions, dtype=np.float32).reshape(-1)
+    valid = np.asarray(intent.valid, dtype=bool).reshape(-1)
+    sizes = lay.sizes
+    if (latents.size, actions.size, valid.size) == (sizes['latents'], sizes['actions'], sizes['valid']):
+        # A masked slot's content means nothing, NaN included: zero it before the layout
+        # multiplies by the mask (NaN * 0 would still be NaN).
+        n = lay.num_agents
+        latents = np.where(np.repeat(valid, sizes['latents'] // n), latents, np.float32(0))
+        actions = np.where(np.repeat(valid, sizes['actions'] // n), actions, np.float32(0))
     try:
-        return lay.from_arrays(intent.latents, intent.actions, intent.valid)
+        return lay.from_arrays(latents, actions, valid)
     except IntentSizeError as exc:
         raise Rejected('intent_size', f'rejected intent from {who}: {exc}') from None
     except IntentError as exc:
@@ -503,7 +513,7 @@ class AgentPipeline:
         self._current_tick: int | None = None
         self._last_tick: int | None = None
         self._newest_intent_tick: int | None = None
-        self._last_command_now: float | None = None
+        self._last_command_stamp: int | None = None
         self._pending.clear()
         self._held.clear()
         self.cache.clear()
@@ -632,10 +642,10 @@ class AgentPipeline:
                                   f'value {value})')
             # 5. command chain: scale, low-pass, acceleration limit, clamp
             try:
-                command = self.chain.step(actions[0] * self._chain_gain, self._command_dt(now))
+                command = self.chain.step(actions[0] * self._chain_gain, self._command_dt(stamp))
             except NonFiniteActionError as exc:
                 return self._stop(t, stamp, now, 'non_finite_plan', str(exc))
-            self._last_command_now = now
+            self._last_command_stamp = stamp
             # 6. outgoing intent e^{i+1} = e^i (+) (z^i, a^i)
             out = self.layout.insert(intent.to(plan.latents.device), s.order_index,
                                      plan.latents, plan.actions)
@@ -719,20 +729,24 @@ class AgentPipeline:
             self._event(f'mode:{mode.name.lower()}', level, f'{text}: {reason}' if reason else text)
             self._last_mode = mode
 
-    def _command_dt(self, now: float) -> float:
-        """Real time since the previous command, for the acceleration limit; capped at 2 dt
-        (a long gap never licenses a bigger jump than two ticks' worth)."""
+    def _command_dt(self, stamp_ns: int) -> float:
+        """Time between this tick and the previous command, for the acceleration limit.
+
+        Measured in mocap capture time (the ticks' frame stamps), not in send time, so that a
+        replay of the recorded frames reproduces the commands exactly; capped at 2 dt (a gap never
+        licenses a bigger jump than two ticks' worth). The first command after a start or a stop
+        uses the nominal dt: it ramps up from standstill."""
         dt = self.settings.dt
-        if self._last_command_now is None:
+        if self._last_command_stamp is None:
             return dt
-        return min(max(now - self._last_command_now, 1e-6), 2.0 * dt)
+        return min(max((stamp_ns - self._last_command_stamp) / NS_PER_S, 1e-6), 2.0 * dt)
 
     # ---- stops ----------------------------------------------------------------------------------
     def _stop(self, t: int, stamp_ns: int, now: float, key: str, reason: str) -> TickOutput:
         """Zero command now; the chain and the planner's warm start restart from standstill."""
         self.chain.stop()
         self.planner.reset()
-        self._last_command_now = now
+        self._last_command_stamp = None
         if self._last_tick is None or t > self._last_tick:
             self._last_tick = t
         if key != self._last_stop_key or self._last_mode != Mode.STOPPED:
