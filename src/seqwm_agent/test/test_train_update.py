@@ -1,0 +1,147 @@
+"""Trainer: buffer targets, losses, sequential update order, masking (tiny models, seconds)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from seqwm_agent.core.intent import IntentLayout
+from seqwm_agent.core.world_model import WorldModel
+from seqwm_agent.train.buffer import ReplayBuffer
+from seqwm_agent.train.config import TrainConfig
+from seqwm_agent.train.team import visible
+from seqwm_agent.train.update import SequentialUpdate
+
+TINY = {'latent_dim': 16, 'encoder_dim': 32, 'hidden_dim': 32, 'critic_dim': 16, 'actor_dim': 16}
+OBS, N = 6, 2
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(model=TINY, batch_size=32, td_steps=3, horizon=3, mask_prob=0.0,
+                shuffle_prob=0.0, num_envs=4, warmup_env_steps=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def filled_buffer(rows: int = 40, envs: int = 4, seed: int = 0, episode: int = 7) -> ReplayBuffer:
+    g = torch.Generator().manual_seed(seed)
+    buf = ReplayBuffer(rows * envs, envs, N, OBS, 3)
+    for t in range(rows):
+        obs = torch.randn(envs, N, OBS, generator=g)
+        a = torch.rand(envs, N, 3, generator=g) * 2 - 1
+        r = obs[:, 0, 0] + a[:, 1, 0]                     # learnable from (o, a) of both agents
+        end = torch.full((envs,), (t + 1) % episode == 0)
+        buf.add(obs, a, r, torch.randn(envs, N, OBS, generator=g), end & (t % 2 == 0),
+                end & (t % 2 == 1))
+    return buf
+
+
+def team(cfg: TrainConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    mc = cfg.model_config(OBS, N)
+    models = [WorldModel(mc) for _ in range(N)]
+    layout = IntentLayout(N, cfg.horizon, mc.latent_dim, mc.action_dim)
+    return models, layout, SequentialUpdate(models, layout, cfg, torch.Generator().manual_seed(seed))
+
+
+def test_nstep_targets_bootstrap_through_truncation_not_termination():
+    buf = ReplayBuffer(5, 1, N, OBS, 3)
+    for t in range(5):
+        buf.add(torch.zeros(1, N, OBS), torch.zeros(1, N, 3), torch.tensor([1.0]),
+                torch.zeros(1, N, OBS), torch.tensor([t == 1]), torch.tensor([t == 4]))
+    cfg = tiny_cfg(td_steps=3, discount=0.5, horizon=3)
+    _, _, learner = team(cfg)
+    b = buf.sample(1, 5)                                  # only one window fits: rows 0..4
+    assert torch.equal(b.done[:, 0], torch.tensor([False, True, False, False, True]))
+    ret, last, boot = learner.nstep(b)
+    # h=0: rows 0,1 (terminated at 1): 1 + 0.5, no bootstrap
+    assert ret[0, 0] == pytest.approx(1.5) and boot[0, 0] == 0 and last[0, 0] == 1
+    # h=2: rows 2,3,4 (truncated at 4): 1 + .5 + .25, bootstrap gamma^3 from row 4's o'
+    assert ret[2, 0] == pytest.approx(1.75) and boot[2, 0] == pytest.approx(0.125)
+    assert last[2, 0] == 4
+    assert b.alive[:, 0].tolist() == [True, True, False, False, False]
+
+
+def test_losses_decrease_on_a_fixed_batch():
+    cfg = tiny_cfg(lr=3e-3)
+    _, _, learner = team(cfg)
+    batch = filled_buffer().sample(32, learner.window, torch.Generator().manual_seed(1))
+    first = learner.update(batch)
+    for _ in range(60):
+        last = learner.update(batch)
+    assert last['dynamics'] < 0.5 * first['dynamics']
+    assert last['reward'] < 0.7 * first['reward']
+    assert last['loss'] < 0.7 * first['loss']
+
+
+def test_successor_is_trained_on_the_updated_predecessor_prediction():
+    cfg = tiny_cfg()
+    models, layout, learner = team(cfg)
+    batch = filled_buffer().sample(32, learner.window, torch.Generator().manual_seed(2))
+    before = [p.clone() for p in models[0].parameters()]
+    learner.update(batch)
+    assert learner.last_order == [0, 1]
+    assert any(not torch.equal(a, b) for a, b in zip(before, models[0].parameters()))
+    H, m0 = cfg.horizon, models[0]
+    with torch.no_grad():                     # agent 0's post-update prediction along a^0
+        e0 = learner.last_inputs[0]
+        z = m0.encode(batch.obs[0, :, 0])
+        zs = [z]
+        for h in range(H):
+            z = m0.next(z, batch.action[h, :, 0], e0[h])
+            zs.append(z)
+    e1 = learner.last_inputs[1]                               # (H+1, B, n * slot)
+    slot = layout.slot_dim
+    dz = layout.latent_dim
+    for h in range(H + 1):
+        torch.testing.assert_close(e1[h, :, :dz], zs[h], rtol=0, atol=1e-6)
+        a_h = batch.action[min(h, H - 1), :, 0]
+        torch.testing.assert_close(e1[h, :, dz:dz + 3], a_h)
+        assert torch.all(e1[h, :, slot - 1] == 1)             # slot 0 valid for agent 1
+        assert torch.all(e1[h, :, slot:] == 0)                # agent 1 never sees its own slot
+    assert torch.all(learner.last_inputs[0] == 0)             # agent 0 receives an empty intent
+
+
+def test_mask_probability_is_honoured():
+    cfg = tiny_cfg(mask_prob=0.3, batch_size=400)
+    _, layout, learner = team(cfg)
+    buf = filled_buffer(rows=60, envs=8)
+    kept = total = 0
+    for k in range(5):
+        learner.update(buf.sample(400, learner.window, torch.Generator().manual_seed(k)))
+        flag = learner.last_inputs[1][0, :, layout.slot_dim - 1]     # agent 1's view of slot 0
+        kept += int(flag.sum())
+        total += flag.numel()
+    rate = 1 - kept / total                                           # 2000 draws: sd ~ 0.01
+    assert abs(rate - 0.3) < 0.05
+
+
+def test_order_shuffle_probability_and_comm_modes():
+    cfg = tiny_cfg(shuffle_prob=0.5)
+    _, _, learner = team(cfg)
+    buf = filled_buffer()
+    orders = []
+    for k in range(60):
+        learner.update(buf.sample(8, learner.window, torch.Generator().manual_seed(k)))
+        orders.append(tuple(learner.last_order))
+    # a random permutation of 2 is the reverse half the time: P(reversed) = 0.25
+    frac = orders.count((1, 0)) / len(orders)
+    assert 0.08 < frac < 0.45
+    assert visible('dec', [0, 1]).sum() == 0
+    assert visible('cen', [0, 1]).tolist() == [[False, True], [True, False]]
+    assert visible('seq', [1, 0]).tolist() == [[False, True], [False, False]]
+
+
+@pytest.mark.parametrize('comm', ['dec', 'cen'])
+def test_baseline_inputs(comm):
+    cfg = dataclasses.replace(tiny_cfg(), comm=comm)
+    _, layout, learner = team(cfg)
+    learner.update(filled_buffer().sample(16, learner.window, torch.Generator().manual_seed(0)))
+    flags = [learner.last_inputs[i][0, :, layout.slot_dim * k + layout.slot_dim - 1]
+             for i in range(N) for k in range(N)]
+    if comm == 'dec':
+        assert all(torch.all(f == 0) for f in flags)
+    else:   # cen: agent 0 sees slot 1 and agent 1 sees slot 0, never their own
+        assert torch.all(flags[1] == 1) and torch.all(flags[2] == 1)
+        assert torch.all(flags[0] == 0) and torch.all(flags[3] == 0)
