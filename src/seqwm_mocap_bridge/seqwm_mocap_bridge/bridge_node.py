@@ -263,6 +263,8 @@ class MocapBridgeNode(Node):
                     with self._lock:
                         self.pipeline.reset_sequence(item[1], item[2])
             except Exception as exc:   # noqa: BLE001 - the bridge never dies on bad input
+                if self._stopping.is_set() or not self.context.ok():
+                    break          # shutting down: publishers are gone, nothing to report
                 with self._lock:
                     self.pipeline.counters['internal_errors'] += 1
                 self.events.event('internal_error', 'error',
