@@ -14,7 +14,7 @@ demo: setup       ## set up, then run a multi-robot PushBox episode over real RO
 	@$(ENV) && python -m seqwm_bringup.demo $(DEMO_ARGS)
 
 bench: setup      ## run every benchmark in bench/ (one JSON object each)
-	@$(ENV) && for b in bench/*.py; do echo "# $$b" >&2; python "$$b" || exit 1; done
+	@$(ENV) && for b in bench/[!_]*.py; do echo "# $$b" >&2; python "$$b" || exit 1; done
 
 clean:            ## remove build outputs (keeps .venv/)
 	rm -rf build install log
