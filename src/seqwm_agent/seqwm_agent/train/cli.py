@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument('--prediction-error', metavar='OUT_DIR', default=None,
                     help='run the Fig. 8 comparison (seq / cen / dec world models on the same '
                          'random data) instead of training')
+    ap.add_argument('--pe-data-steps', type=int, default=50_000, help='random transitions (Fig. 8)')
+    ap.add_argument('--pe-updates', type=int, default=600, help='updates per comm mode (Fig. 8)')
+    ap.add_argument('--pe-horizon', type=int, default=8, help='longest prediction horizon (Fig. 8)')
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -65,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.prediction_error:
         from .prediction_error import run_prediction_error
         table = run_prediction_error(task_cfg, cfg, Path(args.prediction_error), args.device,
-                                     progress=not args.no_progress)
+                                     data_steps=args.pe_data_steps, updates=args.pe_updates,
+                                     horizon=args.pe_horizon, progress=not args.no_progress)
         print(json.dumps({c: {k: [round(x, 5) for x in v] for k, v in e.items()}
                           for c, e in table['errors'].items()}))
         return 0
