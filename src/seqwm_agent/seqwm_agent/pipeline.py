@@ -781,7 +781,7 @@ class AgentPipeline:
         waited = now - since
         if waited <= s.stale_timeout_s:
             return None
-        if self._last_output_now is not None and now - self._last_output_now < s.dt \
+        if self._last_output_now is not None and now - self._last_output_now < 0.9 * s.dt \
                 and self._last_mode == Mode.STOPPED:
             return None
         if self._last_usable_now is None and self._last_any_frame_now is None:
