@@ -25,6 +25,7 @@ Topics (relative names resolve in the robot's namespace, e.g. /go2w_2/intent):
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -187,6 +188,16 @@ def markers_to_msg(out: TickOutput, ns: str, lifetime_s: float) -> MarkerArray:
     return array
 
 
+def resolve_path(path: str) -> str:
+    """A relative path as given if it exists from the working directory, else under
+    $SEQWM_ROOT (the workspace; `ros2 launch` may start nodes anywhere)."""
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    root = os.environ.get('SEQWM_ROOT', '')
+    candidate = os.path.join(root, path) if root else ''
+    return candidate if candidate and os.path.exists(candidate) else path
+
+
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     d = ParameterDescriptor(description=spec.description, read_only=True)
     if spec.range_text:
@@ -213,8 +224,9 @@ class AgentNode(Node):
         self.log_event = ThrottledLog(self.get_logger(), values['log_throttle_s'])
         if values['torch_threads'] > 0:
             torch.set_num_threads(values['torch_threads'])
+        model_dir = resolve_path(values['model_dir'])
         try:
-            self.pipeline = AgentPipeline.load(s, values['model_dir'], task_cfg)
+            self.pipeline = AgentPipeline.load(s, model_dir, task_cfg)
         except (PipelineError, CheckpointError, ValueError) as exc:
             raise StartupError(f'cannot load the model: {exc}') from None
 
@@ -249,7 +261,7 @@ class AgentNode(Node):
         m = self.pipeline.manifest
         self.get_logger().info(
             f'{s.robot_name}: order index {s.order_index} of {list(s.team)}{pred}; model set '
-            f'{m.model_set_id} ({values["model_dir"]}, agent_{s.order_index}.pt), horizon '
+            f'{m.model_set_id} ({model_dir}, agent_{s.order_index}.pt), horizon '
             f'{self.pipeline.layout.horizon}, latent {self.pipeline.layout.latent_dim}; dt {s.dt} s, '
             f'intent deadline {self.deadline_s} s, cache {s.cache_max_age_ticks} ticks, stale '
             f'timeout {s.stale_timeout_s} s; backend {values["backend"]}; arena bounds '

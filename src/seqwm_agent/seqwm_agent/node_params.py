@@ -13,6 +13,7 @@ is unset when 'manifest'.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -267,6 +268,9 @@ def settings_from_values(v: Mapping[str, Any]):
     from .sim.config import load_task_config
 
     source = v['task_config'] or v['task']
+    if v['task_config'] and not os.path.isabs(source) and not os.path.exists(source) \
+            and os.environ.get('SEQWM_ROOT'):
+        source = os.path.join(os.environ['SEQWM_ROOT'], source)
     overrides = task_overrides(v)
     if 'target' in overrides:
         base = load_task_config(source, overrides={'num_robots': len(v['team'])})
