@@ -143,7 +143,6 @@ def test_every_robot_stops_when_mocap_stops_and_resumes_when_it_returns(
 
 def test_bad_inputs_are_rejected_counted_by_reason_and_the_node_keeps_going(
         spawn, tmp_path, model_dir, listener):
-    from agent_harness import make_intent_msg  # noqa: F811 - imported for clarity of use below
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from seqwm_msgs.msg import Intent
 
