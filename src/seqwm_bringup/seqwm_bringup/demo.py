@@ -178,6 +178,8 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
               (('vx', 1.0), ('vy', 0.5), ('wz', 0.5))}
     print(f'[demo] {task} with {team}; run dir {run_dir}', flush=True)
     rec = Recorder(run_dir / 'bag', team)
+    rec.spin_for(1.0)   # the recorder is up (and discoverable) before the first node starts,
+    # so the bag holds every robot's first tick and seqwm-replay can start from the same state
     runner = TeamRunner(nodes, run_dir)
     t_start = time.monotonic()
     runner.start()

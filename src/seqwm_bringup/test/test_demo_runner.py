@@ -68,5 +68,6 @@ def test_demo_episode_writes_summary_plot_and_a_bag_that_replays_to_the_same_com
         params = load_params(run / 'params' / f'{robot}.agent.yaml', robot)
         report = replay(run / 'bag', robot, params)
         assert report.compared >= 20
+        assert not report.started_mid_run, "the demo bag must hold every robot's first tick"
         assert report.mode_mismatches == []
         assert max(report.max_abs_diff) <= 1e-6, report.to_json()
