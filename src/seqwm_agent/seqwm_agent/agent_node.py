@@ -60,9 +60,11 @@ MOCAP_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=Histor
                        depth=1, durability=DurabilityPolicy.VOLATILE)
 INTENT_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST,
                         depth=1, durability=DurabilityPolicy.VOLATILE)
-# Status: one per tick, every one matters to a monitor or a bag.
+# Status: one per tick, every one matters to a monitor or a bag. Transient local with 10 s of
+# history: a recorder or monitor that discovers the node late (DDS discovery can take a second on
+# a loaded machine) still gets the robot's first ticks, so a bag can be replayed from the start.
 STATUS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                        depth=10)
+                        depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Markers: only the newest plan is worth drawing.
 MARKER_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                         depth=1)

@@ -13,6 +13,11 @@ that tick, a `cached`/`masked` tick does not (the intent, if it came late, is de
 next tick, as online). With `deterministic: true` (the default) the planner is seeded per tick,
 so on the same machine and torch build the replayed commands equal the recorded ones.
 
+Replay is exact only from a known state. If the bag lacks the robot's first ticks (its status
+`mode_counts` say so) or an intent a fresh tick used (best-effort topic), replay goes on but does
+not compare until the next sync point: a stop (which resets planner warm start and filter), or
+the first planning tick after nothing but stops. `skipped_before_sync` counts those ticks.
+
 The robot's parameters come from the run's params file (`runs/<time>/params/<robot>.agent.yaml`,
 found next to the bag by default) so the replay uses exactly the settings of the run.
 """
@@ -47,6 +52,10 @@ class ReplayReport:
     # The bag does not hold this robot's first tick: the planner warm start, command filter and
     # intent cache start from a different state, so early ticks may differ until it washes out.
     started_mid_run: bool = False
+    # Ticks replayed while out of sync (before the first sync point, or after a lost intent until
+    # the next stop) build state but are not compared.
+    skipped_before_sync: int = 0
+    missing_intents: int = 0             # fresh ticks whose predecessor intent the bag lacks
     recorded: list[list[float]] = field(default_factory=list)
     replayed: list[list[float]] = field(default_factory=list)
     tick_index: list[int] = field(default_factory=list)
@@ -59,7 +68,9 @@ class ReplayReport:
                 'mismatched_ticks': self.mismatched_ticks[:50],
                 'n_mismatched_ticks': len(self.mismatched_ticks),
                 'mode_mismatches': self.mode_mismatches[:50],
-                'missing_frames': self.missing_frames, 'started_mid_run': self.started_mid_run}
+                'missing_frames': self.missing_frames, 'started_mid_run': self.started_mid_run,
+                'skipped_before_sync': self.skipped_before_sync,
+                'missing_intents': self.missing_intents}
 
 
 def load_params(path: Path, robot: str) -> dict:
@@ -105,9 +116,16 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     delivered: set[int] = set()
     for now, status in statuses:
         t, mode = int(status.tick), Mode(int(status.mode))
+        counts = [int(c) for c in status.mode_counts]
         if report.ticks == 0:
-            report.started_mid_run = sum(int(c) for c in status.mode_counts) > 1
+            report.started_mid_run = sum(counts) > 1
+            synced = not report.started_mid_run
         report.ticks += 1
+        if not synced and mode != Mode.STOPPED and sum(counts[:Mode.STOPPED]) == 1:
+            # the robot's first planning tick, after nothing but stops (e.g. no mocap yet):
+            # a stop put its planner and filter in the state the replay starts from
+            pipe.stop(now, 'replay', 'sync with a recording that starts after the first tick')
+            synced = True
         # intents of earlier ticks had arrived before this tick (late ones become the cache)
         for k in sorted(x for x in intents if x < t and x not in delivered):
             pipe.receive_intent(intents[k], now)
@@ -127,7 +145,15 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
             fresh = intents.get(t) if mode == Mode.FRESH and t not in delivered else None
             if fresh is not None:
                 delivered.add(t)
+            elif mode == Mode.FRESH and pred and t not in delivered:
+                # planned on an intent the bag lost (best-effort topic): state diverges here
+                report.missing_intents += 1
+                synced = False
             out = pipe.tick(frame, fresh, now)
+        if not synced:
+            report.skipped_before_sync += 1
+            synced = mode == Mode.STOPPED          # a stop resets the planner and the filter
+            continue
         if out.mode != mode:
             report.mode_mismatches.append((t, mode.name.lower(), out.mode.name.lower()))
         diff = np.abs(np.asarray(out.command, dtype=float) - recorded)
@@ -187,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.to_json()
     print(json.dumps({k: summary[k] for k in ('robot', 'ticks', 'compared', 'max_abs_diff',
                                               'n_mismatched_ticks', 'missing_frames',
-                                              'started_mid_run')}))
+                                              'started_mid_run', 'skipped_before_sync')}))
     if report.started_mid_run:
-        print('note: the bag starts after this robot\'s first tick; its planner/filter state differs '
-              'at the start, so early ticks may differ', file=sys.stderr)
+        print(f'note: the bag starts after this robot\'s first tick; {report.skipped_before_sync} '
+              'ticks before the first sync point (a stop) were replayed but not compared',
+              file=sys.stderr)
     if summary['n_mismatched_ticks']:
         print(f'commands differ at ticks {summary["mismatched_ticks"][:10]} ...', file=sys.stderr)
     return 0 if report.compared and not summary['n_mismatched_ticks'] else 1

@@ -64,11 +64,16 @@ class Recorder:
         best_effort = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        # agent status keeps 10 s of history for late joiners: take it, so the bag holds every
+        # robot's first ticks even when discovery is slow
+        history = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for topic, cls in topics:
             msgtype = cls.__module__.split('.')[0] + '/msg/' + cls.__name__
             self.bag.add_topic(topic, msgtype)
             self.messages[topic] = []
-            qos = latched if topic == '/arena/episode' else best_effort
+            qos = (latched if topic == '/arena/episode' else
+                   history if topic.endswith('/status') else best_effort)
             self.node.create_subscription(cls, topic, self._callback(topic, cls), qos, raw=True)
 
     def _callback(self, topic: str, cls):

@@ -68,6 +68,8 @@ def test_demo_episode_writes_summary_plot_and_a_bag_that_replays_to_the_same_com
         params = load_params(run / 'params' / f'{robot}.agent.yaml', robot)
         report = replay(run / 'bag', robot, params)
         assert report.compared >= 20
-        assert not report.started_mid_run, "the demo bag must hold every robot's first tick"
+        # DDS may lose a robot's very first statuses to discovery; replay then syncs at the
+        # robot's first planning tick after its start-up stops, which must exist in the bag
+        assert report.skipped_before_sync == 0, report.to_json()
         assert report.mode_mismatches == []
         assert max(report.max_abs_diff) <= 1e-6, report.to_json()
