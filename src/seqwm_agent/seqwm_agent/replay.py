@@ -27,7 +27,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +56,7 @@ class ReplayReport:
     # the next stop) build state but are not compared.
     skipped_before_sync: int = 0
     missing_intents: int = 0             # fresh ticks whose predecessor intent the bag lacks
+    reconstructed_intents: int = 0       # predecessor intents rebuilt from the robot's own intent
     recorded: list[list[float]] = field(default_factory=list)
     replayed: list[list[float]] = field(default_factory=list)
     tick_index: list[int] = field(default_factory=list)
@@ -70,7 +71,8 @@ class ReplayReport:
                 'mode_mismatches': self.mode_mismatches[:50],
                 'missing_frames': self.missing_frames, 'started_mid_run': self.started_mid_run,
                 'skipped_before_sync': self.skipped_before_sync,
-                'missing_intents': self.missing_intents}
+                'missing_intents': self.missing_intents,
+                'reconstructed_intents': self.reconstructed_intents}
 
 
 def load_params(path: Path, robot: str) -> dict:
@@ -86,6 +88,19 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
 
 
+def predecessor_part(own, index: int, predecessor: str):
+    """The intent robot `index` received, rebuilt from the one it sent: slots >= index masked."""
+    n, H, dz, da = own.num_agents, own.horizon, own.latent_dim, own.action_dim
+    latents = np.array(own.latents, dtype=np.float32).reshape(n, H + 1, dz)
+    actions = np.array(own.actions, dtype=np.float32).reshape(n, H, da)
+    valid = np.array(own.valid, dtype=bool).copy()
+    latents[index:] = 0.0
+    actions[index:] = 0.0
+    valid[index:] = False
+    return replace(own, sender=predecessor, sender_index=index - 1, latents=latents.reshape(-1),
+                   actions=actions.reshape(-1), valid=valid)
+
+
 def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
            tolerance: float = 1e-6) -> ReplayReport:
     """Re-run `robot`'s ticks from `bag`; compare with its recorded commands."""
@@ -93,7 +108,8 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     settings, _, task_cfg = settings_from_values(values)
     pipe = AgentPipeline.load(settings, values['model_dir'], task_cfg)
     pred = settings.predecessor
-    topics = {'/mocap/frame', f'/{robot}/status'} | ({f'/{pred}/intent'} if pred else set())
+    topics = {'/mocap/frame', f'/{robot}/status'} | ({f'/{pred}/intent', f'/{robot}/intent'}
+                                                      if pred else set())
     report = ReplayReport(robot)
 
     # Pass 1: everything by key. The recorder is one more subscriber: its receive order across
@@ -101,16 +117,29 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     # used it), so ticks are matched by tick index and capture stamp, not by arrival order.
     frames: dict[int, object] = {}         # capture stamp ns -> MocapSample
     intents: dict[int, object] = {}        # tick -> IntentMessage
+    own_intents: dict[int, object] = {}    # tick -> this robot's outgoing IntentMessage
     statuses: list[tuple[float, object]] = []
     for topic, recv_ns, msg in read_messages(bag, topics):
         if topic == '/mocap/frame':
             sample = mocap_sample_from_msg(msg)
             frames[sample.stamp_ns] = sample
+        elif topic == f'/{robot}/intent':
+            im = intent_message_from_msg(msg)
+            own_intents.setdefault(im.tick, im)
         elif topic.endswith('/intent'):
             im = intent_message_from_msg(msg)
             intents.setdefault(im.tick, im)
         else:
             statuses.append((recv_ns / NS, msg))
+
+    # A predecessor intent the recorder lost (best effort) is inside this robot's own outgoing
+    # intent of that tick, which forwards the predecessors' slots unchanged (e^{i+1} = e^i + own).
+    # Only for ticks it planned fresh on: a cached tick forwards the shifted cache instead.
+    fresh_ticks = {int(st.tick) for _, st in statuses if int(st.mode) == Mode.FRESH}
+    for t, own in own_intents.items():
+        if t not in intents and t in fresh_ticks:
+            intents[t] = predecessor_part(own, settings.order_index, pred)
+            report.reconstructed_intents += 1
 
     # Pass 2: the robot's ticks in order.
     delivered: set[int] = set()

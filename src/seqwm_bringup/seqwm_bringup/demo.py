@@ -56,6 +56,8 @@ class Recorder:
         self.executor.add_node(self.node)
         self.bag = BagWriter(bag_dir)
         self.messages: dict[str, list[tuple[int, object]]] = {}
+        self._raw: dict[str, list[tuple[int, bytes]]] = {}
+        self._types: dict[str, type] = {}
         topics = [('/mocap/frame', MocapFrame), ('/arena/truth', MocapFrame),
                   ('/arena/episode', String), ('/mocap/status', DiagnosticArray)]
         for r in robots:
@@ -71,17 +73,28 @@ class Recorder:
         for topic, cls in topics:
             msgtype = cls.__module__.split('.')[0] + '/msg/' + cls.__name__
             self.bag.add_topic(topic, msgtype)
-            self.messages[topic] = []
             qos = (latched if topic == '/arena/episode' else
-                   history if topic.endswith('/status') else best_effort)
+                   history if topic.endswith('/status') and topic != '/mocap/status' else best_effort)
             self.node.create_subscription(cls, topic, self._callback(topic, cls), qos, raw=True)
 
     def _callback(self, topic: str, cls):
+        # Keep the receive path cheap (write + keep the bytes): a recorder that falls behind
+        # loses best-effort messages. Deserialisation happens after the run, on demand.
+        raw_store = self._raw.setdefault(topic, [])
+        self._types[topic] = cls
+
         def on_message(raw: bytes) -> None:
             now = time.time_ns()
             self.bag.write(topic, now, raw)
-            self.messages[topic].append((now, self._deserialize(raw, cls)))
+            raw_store.append((now, raw))
         return on_message
+
+    def decoded(self, topic: str) -> list:
+        """Messages of `topic` received so far, deserialised (cached)."""
+        raw, done = self._raw.get(topic, []), self.messages.setdefault(topic, [])
+        for now, data in raw[len(done):]:
+            done.append((now, self._deserialize(data, self._types[topic])))
+        return done
 
     def spin_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -89,7 +102,7 @@ class Recorder:
             self.executor.spin_once(timeout_sec=min(0.05, max(0.0, deadline - time.monotonic())))
 
     def last_episode(self) -> dict | None:
-        eps = self.messages['/arena/episode']
+        eps = self.decoded('/arena/episode')
         return json.loads(eps[-1][1].data) if eps else None
 
     def close(self) -> None:
@@ -116,7 +129,7 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
                   AgentStatus.MODE_MASKED: 'masked', AgentStatus.MODE_STOPPED: 'stopped'}
     agents = {}
     for r in robots:
-        statuses = [m for _, m in rec.messages[f'/{r}/status']]
+        statuses = [m for _, m in rec.decoded(f'/{r}/status')]
         modes = {name: 0 for name in mode_names.values()}
         for s in statuses:
             modes[mode_names.get(s.mode, str(s.mode))] += 1
@@ -124,7 +137,7 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
         if statuses:
             last = statuses[-1]
             rejected = {k: int(v) for k, v in zip(last.reject_reasons, last.reject_counts) if v}
-        cmds = [m for _, m in rec.messages[f'/{r}/cmd_vel']]
+        cmds = [m for _, m in rec.decoded(f'/{r}/cmd_vel')]
         tol = 1e-6
         violations = sum(1 for c in cmds if abs(c.linear.x) > limits['vx'] + tol
                          or abs(c.linear.y) > limits['vy'] + tol or abs(c.angular.z) > limits['wz'] + tol
@@ -139,7 +152,7 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
             'rejected_inputs': rejected,
             'commands': len(cmds),
             'command_limit_violations': violations,
-            'intents_published': len(rec.messages[f'/{r}/intent']),
+            'intents_recorded': len(rec._raw.get(f'/{r}/intent', [])),
         }
     return agents
 
@@ -155,7 +168,7 @@ def plot_trajectory(rec: Recorder, task: str, robots: list[str], episode: dict |
     cfg = load_task_config(task)
     target = (episode or {}).get('task_params', {}).get('target')
     frames = []
-    truth = [m for _, m in rec.messages['/arena/truth']]
+    truth = [m for _, m in rec.decoded('/arena/truth')]
     for msg in truth[::5]:
         poses = {}
         for name, pose in zip(msg.names, msg.poses):

@@ -31,8 +31,11 @@ def test_runner_stops_every_process_cleanly_even_after_one_crashed(tmp_path, mod
     runner = TeamRunner(nodes, tmp_path)
     runner.start()
     try:
-        agent1 = next(r for r in runner.running if r.node.fqn == '/go2w_1/agent')
-        wait_for(lambda: b'order index 0' in agent1.log.read_bytes(), 60.0, what='agent 1 up')
+        agents = {r.node.fqn: r for r in runner.running if r.node.executable == 'agent'}
+        for k, name in enumerate(('/go2w_1/agent', '/go2w_2/agent')):
+            wait_for(lambda: f'order index {k}'.encode() in agents[name].log.read_bytes(), 60.0,
+                     what=f'{name} up')
+        agent1 = agents['/go2w_1/agent']
         os.killpg(agent1.proc.pid, signal.SIGKILL)          # a node dies mid-run
         wait_for(lambda: runner.crashed(), 10.0, what='the crash to be noticed')
         assert [name for name, _ in runner.crashed()] == ['/go2w_1/agent']
