@@ -163,3 +163,19 @@ def test_fused_rollout_falls_back_to_exact_simnorm_for_large_layernorm_gains():
         ref, _ = reference_value(m, z0[0], actions[:, 0], e[0], 0.95)
     assert torch.isfinite(fused).all()
     torch.testing.assert_close(fused[0], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_two_hot_first_used_under_inference_mode_still_trains():
+    """The planner may be the first to touch the cached bins; a training step must still work."""
+    import torch
+
+    from seqwm_agent.core.config import ModelConfig
+    from seqwm_agent.core.world_model import WorldModel
+
+    model = WorldModel(ModelConfig(obs_dim=6, num_agents=2))
+    with torch.inference_mode():
+        model.two_hot.decode(torch.zeros(1, model.cfg.num_bins))
+    logits = torch.zeros(4, model.cfg.num_bins, requires_grad=True)
+    loss = model.two_hot.soft_ce(logits, torch.ones(4)).mean()
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()

@@ -77,7 +77,10 @@ class WorldModel(nn.Module):
     def two_hot(self) -> TwoHot:
         """Bin maps on the model's device (reward and Q logits <-> scalars)."""
         if self._two_hot is None or self._two_hot.bins.device != self.device:
-            self._two_hot = TwoHot(self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax, self.device)
+            # Built outside inference mode even when first used by the planner, so the cached
+            # bins stay usable by autograd in the next training step.
+            with torch.inference_mode(False):
+                self._two_hot = TwoHot(self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax, self.device)
         return self._two_hot
 
     def _check(self, name: str, x: torch.Tensor, width: int) -> None:

@@ -119,9 +119,6 @@ class SequentialUpdate:
                     a_boot[:, :, k] = m.pi(z_boot[:, :, k], torch.zeros(
                         H, B, layout.input_dim, device=dev)).mean
 
-        for m in self.models:   # bins first built under the planner's inference_mode cannot
-            if m.two_hot.bins.is_inference():   # enter autograd: rebuild them (core caches them)
-                m._two_hot = None
         stats: dict[str, float] = {}
         for i in order:
             keep = vis[i][None] & keep_rand                                      # (B, n)
