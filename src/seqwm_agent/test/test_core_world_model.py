@@ -176,6 +176,7 @@ def test_two_hot_first_used_under_inference_mode_still_trains():
     with torch.inference_mode():
         model.two_hot.decode(torch.zeros(1, model.cfg.num_bins))
     logits = torch.zeros(4, model.cfg.num_bins, requires_grad=True)
-    loss = model.two_hot.soft_ce(logits, torch.ones(4)).mean()
+    # decode saves the bins for backward (the actor's Q objective does this)
+    loss = model.two_hot.decode(logits).sum() + model.two_hot.soft_ce(logits, torch.ones(4)).mean()
     loss.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
