@@ -184,3 +184,19 @@ def test_round_trip_through_the_real_intent_message(layout):
     back = layout.from_arrays(msg.latents, msg.actions, msg.valid)
     assert torch.equal(back.latents, e.latents) and torch.equal(back.actions, e.actions)
     assert torch.equal(back.valid, e.valid)
+
+
+def test_non_finite_content_in_a_masked_slot_is_ignored_not_rejected():
+    import numpy as np
+
+    from seqwm_agent.core.intent import IntentLayout
+
+    layout = IntentLayout(2, 3, 8, 3)
+    sizes = layout.sizes
+    latents = np.zeros(sizes['latents'], np.float32)
+    actions = np.zeros(sizes['actions'], np.float32)
+    latents[sizes['latents'] // 2:] = np.nan        # slot 1 (masked) holds garbage
+    actions[sizes['actions'] // 2:] = np.inf
+    e = layout.from_arrays(latents, actions, [True, False])
+    assert bool(e.latents.isfinite().all()) and bool((e.latents[0, 1] == 0).all())
+    assert bool(e.actions.isfinite().all())

@@ -257,8 +257,9 @@ class IntentLayout:
         v = torch.from_numpy(arrays['valid'].copy()).reshape(1, n)
         z = torch.from_numpy(arrays['latents'].copy()).reshape(1, n, H + 1, dz)
         a = torch.from_numpy(arrays['actions'].copy()).reshape(1, n, H, da)
-        z *= v[:, :, None, None]
-        a *= v[:, :, None, None]
+        # where(), not a product: NaN * 0 is NaN, and a masked slot's content must not matter
+        z = torch.where(v[:, :, None, None], z, torch.zeros((), dtype=z.dtype))
+        a = torch.where(v[:, :, None, None], a, torch.zeros((), dtype=a.dtype))
         if not (torch.isfinite(z).all() and torch.isfinite(a).all()):
             raise IntentError('intent holds non-finite latents or actions in a valid slot')
         return IntentTensors(z, a, v).to(device)
