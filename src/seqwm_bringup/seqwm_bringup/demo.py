@@ -78,15 +78,13 @@ class Recorder:
             self.node.create_subscription(cls, topic, self._callback(topic, cls), qos, raw=True)
 
     def _callback(self, topic: str, cls):
-        # Keep the receive path cheap (write + keep the bytes): a recorder that falls behind
-        # loses best-effort messages. Deserialisation happens after the run, on demand.
+        # Keep the receive path cheap (keep the bytes): a recorder that falls behind loses
+        # best-effort messages. The bag is written and messages decoded after the run.
         raw_store = self._raw.setdefault(topic, [])
         self._types[topic] = cls
 
         def on_message(raw: bytes) -> None:
-            now = time.time_ns()
-            self.bag.write(topic, now, raw)
-            raw_store.append((now, raw))
+            raw_store.append((time.time_ns(), raw))     # the bag is written after the run
         return on_message
 
     def decoded(self, topic: str) -> list:
@@ -110,6 +108,9 @@ class Recorder:
         self.node.destroy_node()
         if self.context.ok():
             self._rclpy.shutdown(context=self.context)
+        merged = sorted((now, topic, raw) for topic, msgs in self._raw.items() for now, raw in msgs)
+        for now, topic, raw in merged:
+            self.bag.write(topic, now, raw)
         self.bag.close()
 
 
