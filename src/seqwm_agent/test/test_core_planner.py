@@ -223,3 +223,29 @@ def test_plan_on_cuda_converges_like_on_cpu():
     result = planner(model, iterations=10).plan(obs(), LAYOUT.empty(1))
     assert result.actions.device.type == 'cuda'
     assert (result.actions[0, 0].cpu() - A_STAR).abs().max() < 0.06
+
+
+def test_actor_guided_initial_distribution_is_centred_on_the_actor_candidates():
+    """init='actor' (Sec. 4.2): Gaussian samples start around the actor's proposals."""
+    torch.manual_seed(0)
+    from seqwm_agent.core.world_model import WorldModel
+    model = WorldModel(CFG)
+    uniform = {'iterations': 1, 'temperature': 1e-6, 'lowpass_cutoff_hz': None}
+    # Only the 24 actor candidates, uniformly weighted: their mean.
+    actor_mean = planner(model, seed=5, init='actor', num_samples=0, num_elites=24,
+                         **uniform).plan(obs(), LAYOUT.empty(1)).actions
+    # Many Gaussian samples from the fitted distribution plus the same actor candidates.
+    guided = planner(model, seed=5, init='actor', num_samples=4000, num_elites=4024,
+                     **uniform).plan(obs(), LAYOUT.empty(1)).actions
+    cold = planner(model, seed=5, init='warm_start', num_samples=4000, num_elites=4024,
+                   **uniform).plan(obs(), LAYOUT.empty(1)).actions
+    assert (guided - actor_mean).abs().max() < 0.08
+    assert (cold - actor_mean).abs().max() > 0.15
+
+
+def test_actor_init_needs_actor_candidates():
+    from seqwm_agent.core.config import ConfigError
+    with pytest.raises(ConfigError, match='init'):
+        PlannerConfig(init='actor', num_pi_trajs=0)
+    with pytest.raises(ConfigError, match='init'):
+        PlannerConfig(init='mean')

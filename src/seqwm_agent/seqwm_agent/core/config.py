@@ -127,6 +127,10 @@ class PlannerConfig:
     control_hz: float = 10.0       # f_s = 1 / dt
     kl_threshold: float = 0.5      # eta: stop when KL(N^(k+1) || N^(k)) < eta (summed over H x da)
     early_stop: bool = False       # KL early stop (paper default: off, run all K iterations)
+    # Initial distribution (Sec. 4.2: "samples ... from the initial distribution guided by the
+    # actor"): 'actor' fits N(mu, sigma) to the N_a actor candidates; 'warm_start' starts from the
+    # previous plan shifted by one step with sigma = max_std (TD-MPC2's choice).
+    init: str = 'warm_start'
 
     def __post_init__(self) -> None:
         b = 'planner'
@@ -150,6 +154,10 @@ class PlannerConfig:
         if self.lowpass_cutoff_hz is not None:
             _check_float(b, 'lowpass_cutoff_hz', self.lowpass_cutoff_hz, 0.0, self.control_hz / 2,
                          low_open=True, high_open=True)
+        if self.init not in ('actor', 'warm_start'):
+            raise ConfigError(f"{b}.init must be 'actor' or 'warm_start', got {self.init!r}")
+        if self.init == 'actor' and self.num_pi_trajs < 2:
+            raise ConfigError(f"{b}.init 'actor' needs num_pi_trajs >= 2, got {self.num_pi_trajs}")
         if not isinstance(self.early_stop, bool):
             raise ConfigError(f'{b}.early_stop must be true or false, got {self.early_stop!r}')
         _check_float(b, 'kl_threshold', self.kl_threshold, 0.0, 1e6)

@@ -200,6 +200,12 @@ class SequentialPlanner:
             rollout.set_start(ws_a)
             values[:, :Na] = rollout.run(ws_a, sample_actor=True, generator=self.generator)
             actions[:, :, :Na] = ws_a.actions
+        if cfg.init == 'actor':
+            # the actor guides the initial distribution: fit it to the actor's candidates, so
+            # the Gaussian samples start where the model has seen data
+            pa = actions[:, :, :Na]                                          # (H, B, Na, da)
+            mean = pa.mean(dim=2)
+            std = pa.std(dim=2).clamp_(cfg.min_std, cfg.max_std)
         ws = rollout.workspace(B, Np) if Np > 0 else None
         if ws is not None:
             rollout.set_start(ws)
