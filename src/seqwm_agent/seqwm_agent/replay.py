@@ -155,8 +155,16 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
             # a stop put its planner and filter in the state the replay starts from
             pipe.stop(now, 'replay', 'sync with a recording that starts after the first tick')
             synced = True
-        # intents of earlier ticks had arrived before this tick (late ones become the cache)
-        for k in sorted(x for x in intents if x < t and x not in delivered):
+        # Which earlier intents had arrived by this tick follows from what the tick recorded:
+        # fresh -> all earlier ones; cached with age k -> those up to t - k (newer ones were
+        # still in flight); masked -> none within the cache age.
+        if mode == Mode.CACHED:
+            limit = t - int(round(status.intent_age_s / settings.dt))
+        elif mode == Mode.MASKED:
+            limit = t - settings.cache_max_age_ticks - 1
+        else:
+            limit = t - 1
+        for k in sorted(x for x in intents if x <= limit and x not in delivered):
             pipe.receive_intent(intents[k], now)
             delivered.add(k)
         frame = frames.get(_stamp_ns(status.header))

@@ -76,5 +76,5 @@ def test_demo_episode_writes_summary_plot_and_a_bag_that_replays_to_the_same_com
         # DDS may lose a robot's very first statuses to discovery; replay then syncs at the
         # robot's first planning tick after its start-up stops, which must exist in the bag
         assert report.skipped_before_sync == 0, report.to_json()
-        assert report.mode_mismatches == []
+        assert report.mode_mismatches == [], report.to_json()
         assert max(report.max_abs_diff) <= 1e-6, report.to_json()
