@@ -9,7 +9,9 @@ Time: stamps are the *simulated* capture time, offset to the wall clock at start
 (stamp = t0 + k * frame_dt). If the machine cannot keep up, simulated time runs slower than the
 wall clock but every control tick still spans exactly dt / frame_dt camera frames.
 The episode starts once every robot's agent has published a status (so model loading does not
-eat into the episode), or after `start_timeout_s`.
+eat into the episode) and `start_grace_s` has passed, or after `start_timeout_s`. Camera frames
+start with the episode: until then agents are up but stopped (no mocap), and every participant,
+a recorder included, has had time to discover the others, so a bag holds every planning tick.
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ PARAMETERS = {
     'frame_rate_hz': (50.0, 'simulated camera rate; also the physics step rate of the arena'),
     'cmd_timeout_s': (1.0, 'a robot whose last cmd_vel is older stops (like the Go2 after Move)'),
     'start_timeout_s': (60.0, 'start the episode even if not every agent reported by then'),
-    'start_grace_s': (0.5, 'wait this long after the last agent appeared before starting'),
+    'start_grace_s': (3.0, 'wait this long after the last agent appeared before starting '
+                      '(DDS discovery among all participants)'),
     'episode_s': (math.nan, 'episode length, s; NaN keeps the task config value'),
     'target_x': (math.nan, 'PushBox target x (m); NaN keeps the task config value'),
     'target_y': (math.nan, 'PushBox target y (m); NaN keeps the task config value'),
@@ -114,6 +117,8 @@ class ArenaNode(Node):
 
     def _on_frame(self) -> None:
         self._maybe_start()
+        if not (self.session.result.running or self.session.result.done):
+            return      # the cameras come on with the episode: agents idle (stopped) until then
         was_running = self.session.result.running
         res = self.session.step()
         self._publish_truth()
