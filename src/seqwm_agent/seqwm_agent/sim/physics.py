@@ -36,6 +36,7 @@ Per sub-step (dt = control_dt / substeps):
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -367,7 +368,7 @@ def _touching(pen: torch.Tensor, wd: PlanarWorld) -> torch.Tensor:
     return (pen > -wd.phys.collision_margin).float()
 
 
-class _Group:
+class _Group(ABC):
     """Common warm-start bookkeeping: `lams` are the accumulated impulses, one (B, m) each."""
 
     lams: tuple
@@ -381,8 +382,9 @@ class _Group:
             return
         self.warm_apply(wd, [lam * self.touch for lam in prev])
 
+    @abstractmethod
     def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
-        raise NotImplementedError
+        ...
 
 
 class _DiscPairs(_Group):

@@ -8,6 +8,7 @@ success bonus comes on top, once, on the terminating step.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -16,7 +17,7 @@ from .observation import Snapshot, nominal_gate_targets, push_point, unit_vector
 from .physics import GateGeometry, PlanarWorld
 
 
-class Task:
+class Task(ABC):
     """Common part: the world, seeded sampling and the per-episode randomisation of robots."""
 
     name = ''
@@ -29,8 +30,9 @@ class Task:
         p = cfg.physics
         self.max_delay = int(math.floor(cfg.noise.delay_max_s / p.substep_dt + 1e-9))
 
+    @abstractmethod
     def build_world(self) -> PlanarWorld:
-        raise NotImplementedError
+        ...
 
     # ---- seeded sampling ------------------------------------------------------------------------
     def uniform(self, *shape: int) -> torch.Tensor:
@@ -65,24 +67,26 @@ class Task:
         self.world.delay = torch.where(mask, delay, self.world.delay)
 
     # ---- interface used by the environment ------------------------------------------------------
+    @abstractmethod
     def reset(self, mask: torch.Tensor) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def snapshot(self) -> Snapshot:
-        raise NotImplementedError
+        ...
 
     def object_commands(self) -> torch.Tensor | None:
         """Commands (B, A - n, 3) of actuated non-robot bodies (the sheep), else None."""
         return None
 
+    @abstractmethod
     def evaluate(self, collision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                          torch.Tensor, dict]:
         """After a control step: reward (B,), success (B,), terminated (B,), extra info."""
-        raise NotImplementedError
 
+    @abstractmethod
     def refresh(self, mask: torch.Tensor) -> None:
         """Recompute the reward potentials after bodies were placed where mask (B,) is set."""
-        raise NotImplementedError
 
     def set_params(self, target: torch.Tensor | None, gate: torch.Tensor | None,
                    mask: torch.Tensor) -> None:
