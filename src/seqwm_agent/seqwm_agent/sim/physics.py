@@ -545,7 +545,32 @@ class _RobotBox(_Group):
         wd._pose[:2, :, k] -= (push @ self.ones) * (imb[:, 0] / self.cb[:, 0])
 
 
-class _BoxWalls(_Group):
+class _NormalGroup(_Group):
+    """A frictionless normal-only contact group: subclasses give `_vn` (normal velocity),
+    `_apply` (impulse -> velocities) and set `kn` (effective mass) and `bias` in `prepare`."""
+
+    kn: torch.Tensor
+    bias: torch.Tensor
+
+    @abstractmethod
+    def _vn(self, wd: PlanarWorld) -> torch.Tensor:
+        ...
+
+    @abstractmethod
+    def _apply(self, wd: PlanarWorld, dn: torch.Tensor) -> None:
+        ...
+
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        self.lams = (lams[0],)
+        self._apply(wd, lams[0])
+
+    def solve(self, wd: PlanarWorld) -> None:
+        ln, dn = _normal_step(self.lams[0], self._vn(wd), self.kn, self.bias)
+        self.lams = (ln,)
+        self._apply(wd, dn)
+
+
+class _BoxWalls(_NormalGroup):
     """The box's corners against the nearer x wall and the nearer y wall (frictionless)."""
 
     def __init__(self, wd: PlanarWorld) -> None:
@@ -591,15 +616,6 @@ class _BoxWalls(_Group):
 
     def _apply(self, wd: PlanarWorld, dn: torch.Tensor) -> None:
         wd._vel[:, :, wd.obj] += (self.jw * dn) @ self.ones
-
-    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
-        self.lams = (lams[0],)
-        self._apply(wd, lams[0])
-
-    def solve(self, wd: PlanarWorld) -> None:
-        ln, dn = _normal_step(self.lams[0], self._vn(wd), self.kn, self.bias)
-        self.lams = (ln,)
-        self._apply(wd, dn)
 
     def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
         pen = self.pen - self._vn(wd) * wd.dt
@@ -647,7 +663,7 @@ class _DiscWalls(_Group):
         hits += touch * wd.is_robot
 
 
-class _DiscPosts(_Group):
+class _DiscPosts(_NormalGroup):
     """Each disc against the gate post on its side of the opening (frictionless, static)."""
 
     def __init__(self, wd: PlanarWorld) -> None:
@@ -662,7 +678,7 @@ class _DiscPosts(_Group):
 
     def prepare(self, wd: PlanarWorld, im: torch.Tensor) -> None:
         self.im = im[:, :wd.D]
-        self.k = 1.0 / self.im
+        self.kn = 1.0 / self.im
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen),)
 
@@ -674,15 +690,6 @@ class _DiscPosts(_Group):
         D = wd.D
         wd._vel[0, :, :D] += dn * self.nx * self.im
         wd._vel[1, :, :D] += dn * self.ny * self.im
-
-    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
-        self.lams = (lams[0],)
-        self._apply(wd, lams[0])
-
-    def solve(self, wd: PlanarWorld) -> None:
-        ln, dn = _normal_step(self.lams[0], self._vn(wd), self.k, self.bias)
-        self.lams = (ln,)
-        self._apply(wd, dn)
 
     def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
         p = wd.phys
