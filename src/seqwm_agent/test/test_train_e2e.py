@@ -66,6 +66,32 @@ def test_resume_continues_from_the_checkpoint(trained: Path):
     assert state['env_steps'] >= 600
 
 
+def test_export_only_writes_the_checkpoint_models_with_the_run_config(trained: Path,
+                                                                      tmp_path: Path):
+    run = trained.parent / 'run'
+    state = torch.load(run / 'checkpoint.pt', weights_only=False)
+    out = tmp_path / 'exported'
+    # a different wall budget on this command line must not end up in the manifest
+    rc = cli.main(['--task', str(trained.parent / 'tiny.yaml'), '--out', str(out),
+                   '--run-dir', str(run), '--export-only', '--max-wall-s', '1', '--no-progress'])
+    assert rc == 0
+    m = load_manifest(out)
+    assert m.training['env_steps'] == state['env_steps']
+    assert m.training['config'] == state['config'] and m.evaluation == {}
+    for k in range(2):
+        model, _ = load_agent(out, k, model_set_id=m.model_set_id, obs_spec=m.obs_spec)
+        for name, t in model.state_dict().items():
+            assert torch.equal(t, state['models'][k][name].cpu()), name
+    after = torch.load(run / 'checkpoint.pt', weights_only=False)
+    assert after['env_steps'] == state['env_steps'], 'export-only must not train'
+
+
+def test_export_only_without_a_checkpoint_fails_cleanly(trained: Path, tmp_path: Path):
+    rc = cli.main(['--task', str(trained.parent / 'tiny.yaml'), '--out', str(tmp_path / 'x'),
+                   '--run-dir', str(tmp_path / 'empty_run'), '--export-only', '--no-progress'])
+    assert rc == 2 and not (tmp_path / 'x' / 'manifest.yaml').exists()
+
+
 def test_saved_models_reload_bit_identically_and_plan_identically(trained: Path, tmp_path: Path):
     import shutil
     m = load_manifest(trained)

@@ -2,6 +2,7 @@
 
     seqwm-train --task pushbox --out models/pushbox [--comm seq|dec|cen] [--run-dir runs/x]
                 [--resume] [--device cuda] [--set key=value ...]
+    seqwm-train --task pushbox --out models/pushbox --export-only   # model dir from the checkpoint
     seqwm-train --task pushbox --prediction-error models/pushbox/prediction_error
 
 The task YAML (`--task` name or path) gives the simulator's `task:` section and the trainer's
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                     help='override a train: key (YAML value)')
     ap.add_argument('--resume', action='store_true', help='continue from <run-dir>/checkpoint.pt')
+    ap.add_argument('--export-only', action='store_true',
+                    help='write --out from <run-dir>/checkpoint.pt as it stands, no training')
     ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (when present)")
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--no-progress', action='store_true')
@@ -77,6 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.run_dir or f'runs/{task_cfg.name}_{cfg.comm}')
     out = Path(args.out or f'models/{task_cfg.name}')
     trainer = Trainer(task_cfg, cfg, run_dir, out, args.device, progress=not args.no_progress)
+    if args.export_only:
+        try:
+            manifest = trainer.export_checkpoint()
+        except FileNotFoundError as e:
+            print(f'seqwm-train: {e}', file=sys.stderr)
+            return 2
+        print(json.dumps({'model_set_id': manifest.model_set_id, 'env_steps': trainer.env_steps,
+                          'wall_s': round(trainer.wall_s, 1), 'out': str(out)}))
+        return 0
     if args.resume:
         if trainer.resume():
             print(f'seqwm-train: resumed from {run_dir}/checkpoint.pt at {trainer.env_steps} env steps')

@@ -100,6 +100,7 @@ class Trainer:
         self.best: dict[str, Any] = {}
         self.next_eval = cfg.eval_every_env_steps
         self.metrics_path = self.run_dir / 'metrics.jsonl'
+        self.checkpoint_config: dict[str, Any] | None = None   # set by resume()
         self._recent: list[tuple[float, bool]] = []
 
     # ---- persistence ---------------------------------------------------------------------------
@@ -132,11 +133,26 @@ class Trainer:
                   'next_eval'):
             setattr(self, k, state[k])
         self.gen.set_state(state['gen'])
+        self.checkpoint_config = state['config']
         # environments restart their episodes from a seed derived from the resume point
         self.obs = self.env.reset(seed=self.cfg.seed + 100 + self.iteration)
         if self.plan_env:
             self.plan_obs = self.plan_env.reset(seed=self.cfg.seed + 200 + self.iteration)
         return True
+
+    def export_checkpoint(self) -> Manifest:
+        """Write the model dir from the run's checkpoint as it stands, without training.
+
+        The manifest records the config the checkpoint was trained under (not this command
+        line's), so a model picked after a run ends says truthfully how it was made; its
+        `evaluation` starts empty for `seqwm-eval` to fill.
+        """
+        if self.out_dir is None:
+            raise ValueError('export_checkpoint needs an out dir')
+        if not self.resume():
+            raise FileNotFoundError(f'no checkpoint.pt in {self.run_dir}')
+        self.cfg = TrainConfig.from_dict(self.checkpoint_config)
+        return self.export(self.out_dir)
 
     def log(self, record: dict) -> None:
         with open(self.metrics_path, 'a') as f:
