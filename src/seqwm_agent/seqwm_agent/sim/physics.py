@@ -387,7 +387,43 @@ class _Group(ABC):
         ...
 
 
-class _DiscPairs(_Group):
+class _FrictionGroup(_Group):
+    """Contacts with a normal and a Coulomb-friction tangent impulse (lams = (normal, tangent)).
+
+    Subclasses give the relative velocity along (n, t) (`_rel`), how impulses change the
+    velocities (`_apply`), the effective masses `kn`, `kt`, the bias and the friction `mu`.
+    """
+
+    kn: torch.Tensor
+    kt: torch.Tensor
+    bias: torch.Tensor
+    mu: float
+
+    @abstractmethod
+    def _rel(self, wd: PlanarWorld) -> tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+    @abstractmethod
+    def _apply(self, wd: PlanarWorld, dn: torch.Tensor, dt_: torch.Tensor) -> None:
+        ...
+
+    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
+        ln, lt = lams
+        lim = self.mu * ln
+        lt = torch.maximum(torch.minimum(lt, lim), -lim)
+        self.lams = (ln, lt)
+        self._apply(wd, ln, lt)
+
+    def solve(self, wd: PlanarWorld) -> None:
+        vn, vt = self._rel(wd)
+        ln, lt = self.lams
+        ln, dn = _normal_step(ln, vn, self.kn, self.bias)
+        lt, dt_ = _friction_step(lt, vt, self.kt, self.mu * ln)
+        self.lams = (ln, lt)
+        self._apply(wd, dn, dt_)
+
+
+class _DiscPairs(_FrictionGroup):
     """Disc-disc contacts (robot-robot, robot-sheep) with Coulomb friction; no spin."""
 
     def __init__(self, wd: PlanarWorld, pressed: torch.Tensor) -> None:
@@ -410,7 +446,7 @@ class _DiscPairs(_Group):
         self.imi, self.imj = im.index_select(1, i), im.index_select(1, j)
         ci, cj = self.count.index_select(1, i), self.count.index_select(1, j)
         self.ci, self.cj = ci, cj
-        self.k = 1.0 / (ci * self.imi + cj * self.imj)
+        self.kn = self.kt = 1.0 / (ci * self.imi + cj * self.imj)   # a disc has no arm
         self.bias = (-self.pen).clamp_min(0.0) / wd.dt
         self.lams = (torch.zeros_like(self.pen), torch.zeros_like(self.pen))
         self.mu = wd.phys.contact_friction
@@ -423,26 +459,11 @@ class _DiscPairs(_Group):
         vx.index_add_(1, j, jx * self.imj).index_add_(1, i, jx * self.imi, alpha=-1.0)
         vy.index_add_(1, j, jy * self.imj).index_add_(1, i, jy * self.imi, alpha=-1.0)
 
-    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
-        ln, lt = lams
-        lim = self.mu * ln
-        lt = torch.maximum(torch.minimum(lt, lim), -lim)
-        self.lams = (ln, lt)
-        self._apply(wd, ln, lt)
-
     def _rel(self, wd: PlanarWorld):
         D = wd.D
         dvx = wd._vel[0, :, :D] @ wd.pair_diff
         dvy = wd._vel[1, :, :D] @ wd.pair_diff
         return dvx * self.nx + dvy * self.ny, dvy * self.nx - dvx * self.ny   # t = (-ny, nx)
-
-    def solve(self, wd: PlanarWorld) -> None:
-        vn, vt = self._rel(wd)
-        ln, lt = self.lams
-        ln, dn = _normal_step(ln, vn, self.k, self.bias)
-        lt, dt_ = _friction_step(lt, vt, self.k, self.mu * ln)
-        self.lams = (ln, lt)
-        self._apply(wd, dn, dt_)
 
     def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
         vn, _ = self._rel(wd)
@@ -463,7 +484,7 @@ def _ones(m: int, like: torch.Tensor) -> torch.Tensor:
     return torch.ones(m, dtype=like.dtype, device=like.device)
 
 
-class _RobotBox(_Group):
+class _RobotBox(_FrictionGroup):
     """Robot (b) against the box (a): the box turns, robots do not; Coulomb friction.
 
     Jacobian rows (x, y, arm) per contact: an impulse dn along the normal and dt along the
@@ -517,21 +538,6 @@ class _RobotBox(_Group):
         imp = self.jn * dn + self.jt * dt_                          # (3, B, n)
         wd._vel[:2, :, :n] += imp[:2] * self.imr
         wd._vel[:, :, k] -= (imp @ self.ones) * self.wbox
-
-    def warm_apply(self, wd: PlanarWorld, lams: list) -> None:
-        ln, lt = lams
-        lim = self.mu * ln
-        lt = torch.maximum(torch.minimum(lt, lim), -lim)
-        self.lams = (ln, lt)
-        self._apply(wd, ln, lt)
-
-    def solve(self, wd: PlanarWorld) -> None:
-        vn, vt = self._rel(wd)
-        ln, lt = self.lams
-        ln, dn = _normal_step(ln, vn, self.kn, self.bias)
-        lt, dt_ = _friction_step(lt, vt, self.kt, self.mu * ln)
-        self.lams = (ln, lt)
-        self._apply(wd, dn, dt_)
 
     def correct(self, wd: PlanarWorld, hits: torch.Tensor) -> None:
         n, k = wd.n, wd.obj
