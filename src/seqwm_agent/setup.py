@@ -26,6 +26,7 @@ setup(
             'sport_standin = seqwm_agent.backends.sport_standin:main',
             'seqwm-train = seqwm_agent.train.cli:main',
             'seqwm-eval = seqwm_agent.train.evaluate:main',
+            'seqwm-curves = seqwm_agent.train.curves:main',
             'seqwm-replay = seqwm_agent.replay:main',
         ],
     },

@@ -92,6 +92,18 @@ def test_export_only_without_a_checkpoint_fails_cleanly(trained: Path, tmp_path:
     assert rc == 2 and not (tmp_path / 'x' / 'manifest.yaml').exists()
 
 
+def test_curves_compare_runs_and_refuse_a_dir_without_evaluations(trained: Path,
+                                                                  tmp_path: Path):
+    from seqwm_agent.train import curves
+    png = tmp_path / 'cmp.png'
+    assert curves.main([str(trained), str(trained.parent / 'run'), '--out', str(png)]) == 0
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert curves._run_label(trained) == f'seq ({trained.name})'
+    (tmp_path / 'empty').mkdir()
+    assert curves.main([str(tmp_path / 'empty'), '--out', str(tmp_path / 'x.png')]) == 2
+    assert not (tmp_path / 'x.png').exists()
+
+
 def test_saved_models_reload_bit_identically_and_plan_identically(trained: Path, tmp_path: Path):
     import shutil
     m = load_manifest(trained)

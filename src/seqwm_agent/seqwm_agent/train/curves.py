@@ -1,10 +1,20 @@
-"""Learning-curve and prediction-error plots (matplotlib Agg, PNG)."""
+"""Learning-curve and prediction-error plots (matplotlib Agg, PNG), and `seqwm-curves`.
+
+    seqwm-curves models/pushbox models/pushbox_dec --out models/pushbox/seq_vs_dec.png
+
+compares runs (model or run dirs holding `metrics.jsonl`) by their periodic evaluations against
+env steps and against training wall time: equal-budget comparisons are what the baselines are for.
+"""
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
+import yaml
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,6 +60,64 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
     return path
 
 
+def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = '') -> Path:
+    """Periodic evaluation success (planner solid, actor dashed) of several runs against env
+    steps and against training wall time."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for (label, metrics), col in zip(runs.items(), colours):
+        evals = [m for m in metrics if m.get('kind') == 'eval']
+        for key, style in (('planner', 'o-'), ('actor', '--')):
+            pts = [m for m in evals if m.get(key)]
+            if not pts:
+                continue
+            y = [m[key]['success_rate'] for m in pts]
+            for ax, xkey in zip(axes, ('env_steps', 'wall_s')):
+                ax.plot([m[xkey] for m in pts], y, style, color=col, ms=4,
+                        label=f'{label} {key}')
+    axes[0].set_xlabel('env steps (team transitions)')
+    axes[1].set_xlabel('training wall time (s)')
+    axes[0].set_ylabel('success rate (periodic evaluation)')
+    axes[0].set_ylim(-0.02, 1.02)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _run_label(d: Path) -> str:
+    """The comm mode from a model dir's manifest, else the dir name."""
+    manifest = d / 'manifest.yaml'
+    if manifest.exists():
+        comm = (yaml.safe_load(manifest.read_text()).get('training') or {}).get('comm')
+        if comm:
+            return f'{comm} ({d.name})'
+    return d.name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog='seqwm-curves', description=__doc__.split('\n')[0])
+    ap.add_argument('dirs', nargs='+', help='model or run dirs holding metrics.jsonl')
+    ap.add_argument('--out', required=True, help='PNG to write')
+    ap.add_argument('--title', default='')
+    args = ap.parse_args(argv)
+    runs: dict[str, list[dict]] = {}
+    for d in map(Path, args.dirs):
+        metrics = read_metrics(d / 'metrics.jsonl')
+        if not any(m.get('kind') == 'eval' for m in metrics):
+            print(f'seqwm-curves: no evaluations in {d / "metrics.jsonl"}', file=sys.stderr)
+            return 2
+        runs[_run_label(d)] = metrics
+    print(plot_comparison(runs, args.out, args.title))
+    return 0
+
+
 def plot_prediction_error(table: dict, path: str | Path) -> Path:
     """Fig. 8 style: dynamics and reward prediction error vs horizon for each comm mode."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -72,3 +140,7 @@ def plot_prediction_error(table: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
