@@ -104,6 +104,25 @@ def test_curves_compare_runs_and_refuse_a_dir_without_evaluations(trained: Path,
     assert not (tmp_path / 'x.png').exists()
 
 
+def test_prediction_error_compares_seq_cen_dec_on_the_same_data(trained: Path, tmp_path: Path,
+                                                                capsys):
+    out = tmp_path / 'pe'
+    rc = cli.main(['--task', str(trained.parent / 'tiny.yaml'), '--prediction-error', str(out),
+                   '--pe-data-steps', '2048', '--pe-updates', '3', '--pe-horizon', '3',
+                   '--no-progress'])
+    assert rc == 0
+    table = json.loads((out / 'prediction_error.json').read_text())
+    assert set(table['errors']) == {'seq', 'cen', 'dec'} and table['updates'] == 3
+    for e in table['errors'].values():
+        for key in ('dynamics', 'reward'):
+            assert len(e[key]) == 3 and all(x >= 0 and x == x for x in e[key])
+    # the three modes differ only in what they condition on: their errors are not all equal
+    assert table['errors']['seq']['dynamics'] != table['errors']['dec']['dynamics']
+    assert (out / 'prediction_error.png').read_bytes()[:4] == b'\x89PNG'
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed['seq']['dynamics'] == [round(x, 5) for x in table['errors']['seq']['dynamics']]
+
+
 def test_saved_models_reload_bit_identically_and_plan_identically(trained: Path, tmp_path: Path):
     import shutil
     m = load_manifest(trained)

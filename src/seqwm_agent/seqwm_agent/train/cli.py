@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = run_prediction_error(task_cfg, cfg, Path(args.prediction_error), args.device,
                                      data_steps=args.pe_data_steps, updates=args.pe_updates,
                                      horizon=args.pe_horizon, progress=not args.no_progress)
-        print(json.dumps({c: {k: [round(x, 5) for x in v] for k, v in e.items()}
+        print(json.dumps({c: {k: [round(x, 5) for x in e[k]] for k in ('dynamics', 'reward')}
                           for c, e in table['errors'].items()}))
         return 0
     from .trainer import Trainer

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
@@ -86,10 +87,9 @@ def run_prediction_error(task_cfg: Any, cfg: TrainConfig, out_dir: Path, device:
         layout = IntentLayout(n, c.horizon, mc.latent_dim, mc.action_dim)
         learner = SequentialUpdate(models, layout, c,
                                    torch.Generator(device=device).manual_seed(cfg.seed))
-        for k in range(updates):
+        for _ in tqdm(range(updates), desc=f'prediction-error {comm}', unit='upd',
+                      disable=not progress, mininterval=5.0):
             learner.update(data.sample(c.batch_size, learner.window, learner.generator))
-            if progress and (k + 1) % 200 == 0:
-                print(f'prediction-error {comm}: {k + 1}/{updates} updates', flush=True)
         for m in models:
             m.eval()
         table['errors'][comm] = prediction_errors(models, comm, test, horizon, samples, cfg.seed)
