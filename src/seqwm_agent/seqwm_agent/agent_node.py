@@ -40,7 +40,7 @@ from geometry_msgs.msg import Point, Twist
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
                               ParameterUninitializedException)
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -428,9 +428,35 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _spin_until_signal(node: Node) -> None:
+    """Spin until SIGINT/SIGTERM or an external shutdown.
+
+    While spinning a signal only sets a flag. Python runs signal handlers between bytecodes,
+    which includes the message conversion inside rclpy's C++ `take_message`; an exception
+    raised there comes out as an unrelated pybind11 RuntimeError ("Unable to convert call
+    argument") and the node would exit with a crash instead of its clean stop.
+    """
+    stop = [False]
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop[0] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    executor = SingleThreadedExecutor(context=node.context)   # one wait set, not one per call
+    executor.add_node(node)
+    try:
+        while not stop[0] and node.context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.remove_node(node)
+        executor.shutdown()
+
+
 def main(args: list[str] | None = None) -> int:
     # Our own SIGINT/SIGTERM handling: rclpy's handler would shut the context down before we
-    # could publish the final zero command.
+    # could publish the final zero command. During start-up a signal aborts at once; while
+    # spinning it ends the spin loop (`_spin_until_signal`).
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started with SIGINT ignored
     signal.signal(signal.SIGTERM, _sigterm)
@@ -438,7 +464,7 @@ def main(args: list[str] | None = None) -> int:
     code = 0
     try:
         node = AgentNode()
-        rclpy.spin(node)
+        _spin_until_signal(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except StartupError as exc:

@@ -205,3 +205,41 @@ def test_bad_inputs_are_rejected_counted_by_reason_and_the_node_keeps_going(
     assert 'rejected intent from go2w_9' in log and "model set 'other-run'" in log
     assert 'Traceback' not in log
     assert spawn.stop(agent) == 0
+
+
+def test_a_signal_during_a_message_flood_still_ends_in_the_clean_stop(
+        spawn, tmp_path, model_dir, listener):
+    """SIGINT/SIGTERM arriving while rclpy converts an incoming message must not turn into a
+    crash: the node exits 0 after its stop (zero command, backend closed), every time."""
+    import signal
+    import threading
+
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from seqwm_msgs.msg import Intent
+
+    mocap = MocapFeed(spawn, tmp_path)
+    pub = listener.node.create_publisher(Intent, '/go2w_1/intent', QoSProfile(
+        reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1))
+    msg = make_intent_msg(math.floor(time.time() / DT))
+    flooding = threading.Event()
+    flooding.set()
+
+    def flood() -> None:            # thousands of intents per second at the agent
+        while flooding.is_set():
+            pub.publish(msg)
+
+    threading.Thread(target=flood, daemon=True).start()
+    try:
+        for k, sig in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGINT)):
+            agent = start_agent(spawn, tmp_path, 'go2w_2', model_dir, name=f'agent_{k}')
+            t0 = time.time()
+            wait_for(lambda: alive(spawn, agent, mocap.proc)
+                     and len(listener.get('status', 'go2w_2', t0)) >= 3,
+                     START_TIMEOUT, what='go2w_2 running under the intent flood')
+            agent.send_signal(sig)
+            agent.wait(15.0)
+            log = spawn.log_text(agent)
+            assert agent.returncode == 0, log[-3000:]
+            assert 'stopped and closed the topic backend' in log
+    finally:
+        flooding.clear()
