@@ -28,6 +28,20 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def _finish(fig, axes, title: str, path: str | Path, legend_size: int | None = 7) -> Path:
+    """Grid, legend and title on every panel; write the PNG and free the figure."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend_size)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') -> Path:
     """Training returns and periodic evaluations (actor and planner) against env steps."""
     train = [m for m in metrics if m.get('kind') == 'train' and m.get('train_return') is not None]
@@ -48,16 +62,7 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
     ax2.set_xlabel('env steps (team transitions)')
     ax2.set_ylabel('success rate')
     ax2.set_ylim(-0.02, 1.02)
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, (ax1, ax2), title, path)
 
 
 def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = '') -> Path:
@@ -79,16 +84,7 @@ def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = 
     axes[1].set_xlabel('training wall time (s)')
     axes[0].set_ylabel('success rate (periodic evaluation)')
     axes[0].set_ylim(-0.02, 1.02)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, axes, title, path)
 
 
 def _run_label(d: Path) -> str:
@@ -132,14 +128,8 @@ def plot_prediction_error(table: dict, path: str | Path) -> Path:
     axes[1].set_ylabel('reward error (MAE)')
     for ax in axes:
         ax.set_xlabel('prediction horizon (steps)')
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"{table.get('task', '')}: world-model prediction error on held-out data")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, axes, f"{table.get('task', '')}: world-model prediction error on held-out "
+                   'data', path, legend_size=None)
 
 
 if __name__ == '__main__':
