@@ -1,26 +1,30 @@
 """The command chain: planner action -> velocity command that is safe to send to a robot.
 
-One control tick (architecture §3 step 5) turns the planner's first action a in [-1, 1]^3 into
-(vx, vy, wz) in m/s, m/s, rad/s:
+One control tick (architecture §3 step 5) turns an action a in [-1, 1]^3 (the model's units:
+a * action_scale is the velocity it means) into (vx, vy, wz) in m/s, m/s, rad/s:
 
-    a --check finite--> clip to [-1, 1] --scale--> v* = a * v_max
-      --low-pass--> v_f (first-order Butterworth, `LowPassFilter`, fixed sample rate)
+    a --check finite--> clip to [-1, 1] --scale--> v* = clamp(a * action_scale, +-v_max)
+      --low-pass--> v_f (first-order Butterworth of lowpass.py, fixed sample rate)
       --acceleration limit--> |v - v_prev| <= a_max * dt   (dt = time since the previous output)
       --hard clamp--> |v| <= v_max
 
-Guarantees, for any input sequence and any dt > 0:
+Guarantees, for any input sequence and any dt > 0, per robot of the batch:
   * every output lies inside the velocity limits (the clamp is the last step);
-  * consecutive outputs differ by at most a_max * dt per axis, except right after `stop()`
+  * consecutive outputs differ by at most a_max * dt per axis, except right after a stop
     (clamping towards an interval that contains v_prev never increases |v - v_prev|);
-  * a non-finite action (NaN, +-inf) is never passed on: `step` raises `NonFiniteActionError`,
-    counts it in `rejected`, and leaves the chain state untouched (the previous output stands;
-    the caller decides whether to stop the robot).
+  * a non-finite action (NaN, +-inf) is never passed on: that robot's state is left untouched
+    (its previous output stands), the refusal is counted, and the caller decides whether to stop
+    it (`CommandChain.step` with numpy input raises `NonFiniteActionError`, as a robot wants).
 
-A stop is a safety action, so it is *not* rate limited: `stop()` returns zeros at once and
-resets the filter and the rate limiter to zero, so the next command ramps up from standstill.
-The chain starts in that same stopped state.
+A stop is a safety action, so it is *not* rate limited: `stop()` returns zeros at once and resets
+the filter and the rate limiter to zero, so the next command ramps up from standstill. The chain
+starts in that same stopped state.
 
-Pure numpy (the filter module also holds the planner's torch helper); never imports rclpy.
+One implementation, in torch and batched over B robots (`chain_step` on a `ChainState`): the
+robot runs B = 1 (numpy in, numpy out, through `CommandChain`), the simulator and the trainer
+run one row per environment, and the planner runs the same function over its candidate action
+sequences to plan through the chain (planner.py): the world model sees the commands the robot
+will really execute. Never imports rclpy.
 """
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
-from .lowpass import LowPassFilter
+from .lowpass import butterworth1
 
 AXES = ('vx', 'vy', 'wz')
 
@@ -95,51 +100,201 @@ class CommandLimits:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ChainSettings:
+    """What fixes the chain's behaviour (recorded in a model's manifest when trained with it)."""
+
+    limits: CommandLimits = field(default_factory=CommandLimits)
+    cutoff_hz: float = 2.0
+    rate_hz: float = 10.0
+
+    def __post_init__(self) -> None:
+        r, c = self.rate_hz, self.cutoff_hz
+        if isinstance(r, bool) or not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
+            raise ValueError(f'command chain rate_hz must be positive and finite, got {r}')
+        if isinstance(c, bool) or not (isinstance(c, (int, float)) and 0 < c < r / 2):
+            raise ValueError(f'command chain cutoff_hz must lie in (0, rate_hz / 2 = {r / 2}), '
+                             f'got {c}')
+
+    def to_dict(self) -> dict[str, Any]:
+        return {'limits': self.limits.to_dict(), 'cutoff_hz': float(self.cutoff_hz),
+                'rate_hz': float(self.rate_hz)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> 'ChainSettings':
+        d = dict(d)
+        unknown = sorted(set(d) - {'limits', 'cutoff_hz', 'rate_hz'})
+        if unknown:
+            raise ValueError(f'unknown command chain key(s) {unknown}')
+        return cls(CommandLimits.from_dict(d.get('limits')), float(d.get('cutoff_hz', 2.0)),
+                   float(d.get('rate_hz', 10.0)))
+
+
+@dataclass
+class ChainState:
+    """Memory of the chain for a batch: previous filter input and output, last command (m/s).
+
+    Each tensor has shape (..., 3); zeros everywhere is the stopped state."""
+
+    x_prev: torch.Tensor
+    y_prev: torch.Tensor
+    last: torch.Tensor
+
+    @classmethod
+    def stopped(cls, batch: int, dtype: torch.dtype = torch.float64,
+                device: torch.device | str = 'cpu') -> 'ChainState':
+        z = torch.zeros(batch, 3, dtype=dtype, device=device)
+        return cls(z, z.clone(), z.clone())
+
+    def clone(self) -> 'ChainState':
+        return ChainState(self.x_prev.clone(), self.y_prev.clone(), self.last.clone())
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+           ) -> 'ChainState':
+        return ChainState(*(t.to(device=device, dtype=dtype) for t in
+                            (self.x_prev, self.y_prev, self.last)))
+
+    def select(self, rows: torch.Tensor) -> 'ChainState':
+        """The state of some rows (e.g. the environments still running)."""
+        return ChainState(self.x_prev[rows], self.y_prev[rows], self.last[rows])
+
+    def expand(self, *shape: int) -> 'ChainState':
+        """Broadcast a (B, 3) state to (B, *shape, 3) (the planner's candidate sequences)."""
+        def ex(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(t.shape[0], *([1] * len(shape)), 3).expand(t.shape[0], *shape, 3)
+        return ChainState(ex(self.x_prev), ex(self.y_prev), ex(self.last))
+
+    def where(self, keep: torch.Tensor, other: 'ChainState') -> 'ChainState':
+        """Rows where `keep` (B,) is true from self, the others from `other`."""
+        k = keep.reshape(-1, *([1] * (self.last.dim() - 1)))
+        return ChainState(torch.where(k, self.x_prev, other.x_prev),
+                          torch.where(k, self.y_prev, other.y_prev),
+                          torch.where(k, self.last, other.last))
+
+
+class ChainParams:
+    """The chain's constants as tensors of one dtype and device (cached per pair)."""
+
+    def __init__(self, settings: ChainSettings, action_scale: Any = None,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str = 'cpu') -> None:
+        lim = settings.limits
+        self.settings = settings
+        self.dtype, self.device = dtype, torch.device(device)
+        kw = {'dtype': dtype, 'device': self.device}
+        self.v_max = torch.tensor(lim.velocity, **kw)
+        self.a_max = torch.tensor(lim.acceleration, **kw)
+        scale = lim.velocity if action_scale is None else np.asarray(action_scale, dtype=np.float64)
+        if scale.shape != (3,) or not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+            raise ValueError(f'action_scale must be 3 positive finite numbers (vx, vy, wz), '
+                             f'got {scale.tolist()}')
+        self.action_scale = torch.tensor(scale, **kw)
+        self.inv_scale = 1.0 / self.action_scale
+        c = butterworth1(settings.cutoff_hz, settings.rate_hz)
+        self.b, self.a = c.b, c.a
+        self.dt = 1.0 / settings.rate_hz
+
+    def like(self, dtype: torch.dtype, device: torch.device | str) -> 'ChainParams':
+        if dtype == self.dtype and torch.device(device) == self.device:
+            return self
+        return ChainParams(self.settings, self.action_scale.cpu().numpy(), dtype, device)
+
+
+def chain_step(p: ChainParams, state: ChainState, action: torch.Tensor,
+               dt: torch.Tensor | float | None = None) -> tuple[ChainState, torch.Tensor]:
+    """One step for every row: action (..., 3) in model units -> (new state, command (..., 3) m/s).
+
+    `dt` (s since the previous output) is a float or a tensor broadcastable to (..., 1); default
+    the nominal 1 / rate_hz. No finiteness check here (callers refuse non-finite rows first)."""
+    target = torch.minimum(torch.maximum(action.clamp(-1.0, 1.0) * p.action_scale, -p.v_max),
+                           p.v_max)
+    y = p.b * (target + state.x_prev) + p.a * state.y_prev
+    max_step = p.a_max * (p.dt if dt is None else dt)
+    v = state.last + torch.minimum(torch.maximum(y - state.last, -max_step), max_step)
+    v = torch.minimum(torch.maximum(v, -p.v_max), p.v_max)
+    return ChainState(target, y, v), v
+
+
+def chain_rollout(p: ChainParams, state: ChainState, actions: torch.Tensor,
+                  dt0: torch.Tensor | float | None = None, out: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    """Commands in model units (command / action_scale) for action sequences (H, ..., 3) run
+    from `state` (broadcast to (..., 3)): what the robot would execute step by step. The first
+    step uses `dt0` (the real time since the last command), the others the nominal period."""
+    if out is None:
+        out = torch.empty_like(actions)
+    for h in range(actions.shape[0]):
+        state, v = chain_step(p, state, actions[h], dt0 if h == 0 else None)
+        torch.mul(v, p.inv_scale, out=out[h])
+    return out
+
+
 class CommandChain:
-    """Stateful scale -> low-pass -> acceleration limit -> clamp, one call per control tick.
+    """Stateful scale -> low-pass -> acceleration limit -> clamp for B robots, one call per tick.
 
     `rate_hz` is the nominal control rate the filter is designed for (its coefficients are
     fixed); the acceleration limit uses the real `dt` of each call, so late ticks may change
-    the command more and early ticks less. Usage::
+    the command more and early ticks less. `action_scale` (3,) is what an action of 1 means in
+    m/s, rad/s (default: the velocity limits; a model dir's manifest gives its training scaling).
+    Usage on a robot (B = 1, numpy)::
 
         chain = CommandChain(CommandLimits(), cutoff_hz=2.0, rate_hz=10.0)
         vx, vy, wz = chain.step(plan.actions[0, 0], dt)
         ...
         chain.stop()   # zeros now; the next step ramps up from standstill
+
+    Batched (torch): `step_batch(actions (B, 3), dt)` returns the commands and which rows were
+    finite; `stop(rows)` stops some robots.
     """
 
     def __init__(self, limits: CommandLimits | None = None, cutoff_hz: float = 2.0,
-                 rate_hz: float = 10.0) -> None:
-        self.limits = limits if limits is not None else CommandLimits()
-        if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
-            raise ValueError(f'command chain rate_hz must be positive and finite, got {rate_hz}')
-        if not (isinstance(cutoff_hz, (int, float)) and 0 < cutoff_hz < rate_hz / 2):
-            raise ValueError(f'command chain cutoff_hz must lie in (0, rate_hz / 2 = '
-                             f'{rate_hz / 2}), got {cutoff_hz}')
+                 rate_hz: float = 10.0, batch: int = 1, action_scale: Any = None,
+                 device: torch.device | str = 'cpu') -> None:
+        self.settings = ChainSettings(limits if limits is not None else CommandLimits(),
+                                      cutoff_hz, rate_hz)
+        self.limits = self.settings.limits
         self.cutoff_hz = float(cutoff_hz)
         self.rate_hz = float(rate_hz)
-        self._filter = LowPassFilter(self.cutoff_hz, self.rate_hz, channels=3)
-        self._v_max = self.limits.velocity
-        self._a_max = self.limits.acceleration
-        self._last = np.zeros(3)
+        self.batch = int(batch)
+        self.params = ChainParams(self.settings, action_scale, torch.float64, device)
+        self.state = ChainState.stopped(self.batch, torch.float64, device)
         self.rejected = 0   # non-finite actions refused since construction
-        self.stop()
 
     @property
     def last(self) -> np.ndarray:
-        """The most recent output (zeros after a stop), shape (3,)."""
-        return self._last.copy()
+        """The most recent output of robot 0 (zeros after a stop), shape (3,)."""
+        return self.state.last[0].cpu().numpy().copy()
 
     def scale(self, action: np.ndarray) -> np.ndarray:
         """[-1, 1]^3 -> (vx, vy, wz); finite out-of-range actions are clipped first."""
-        return np.clip(action, -1.0, 1.0) * self._v_max
+        a = torch.as_tensor(np.asarray(action, dtype=np.float64))
+        p = self.params
+        return torch.minimum(torch.maximum(a.clamp(-1.0, 1.0) * p.action_scale.cpu(),
+                                           -p.v_max.cpu()), p.v_max.cpu()).numpy()
+
+    def step_batch(self, actions: torch.Tensor, dt: torch.Tensor | float | None = None,
+                   rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Commands (B, 3) m/s for actions (B, 3); returns (commands, finite (B,) bool).
+
+        Rows with a non-finite action keep their state and report their previous output; rows
+        outside `rows` (a (B,) bool mask, default all) are not stepped. dt: float or (B,)."""
+        p = self.params
+        a = actions.to(device=p.device, dtype=p.dtype)
+        if a.shape != (self.batch, 3):
+            raise ValueError(f'actions must have shape ({self.batch}, 3), got {tuple(a.shape)}')
+        finite = torch.isfinite(a).all(dim=1)
+        use = finite if rows is None else finite & rows.to(p.device)
+        self.rejected += int((~finite if rows is None else ~finite & rows.to(p.device)).sum())
+        if torch.is_tensor(dt):
+            dt = dt.to(device=p.device, dtype=p.dtype).reshape(-1, 1)
+        new, _ = chain_step(p, self.state, torch.where(use[:, None], a, torch.zeros_like(a)), dt)
+        self.state = new.where(use, self.state)
+        return self.state.last.clone(), finite
 
     def step(self, action: np.ndarray, dt: float | None = None) -> np.ndarray:
-        """Next command for planner `action` (shape (3,)), `dt` s after the previous output.
+        """Next command of robot 0 for `action` (shape (3,)), `dt` s after the previous output.
 
         `dt` defaults to 1 / rate_hz. Raises `NonFiniteActionError` for NaN/inf actions and
-        ValueError for a non-positive or non-finite dt; in both cases nothing changes.
-        """
+        ValueError for a non-positive or non-finite dt; in both cases nothing changes."""
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (3,):
             a = a.reshape(-1)
@@ -155,16 +310,20 @@ class CommandChain:
             dt = 1.0 / self.rate_hz
         if not (math.isfinite(dt) and dt > 0):
             raise ValueError(f'dt must be positive and finite, got {dt}')
+        if self.batch != 1:
+            raise ValueError(f'step() drives a chain of one robot; this one has {self.batch}')
+        out, _ = self.step_batch(torch.from_numpy(a.reshape(1, 3)), float(dt))
+        return out[0].cpu().numpy().copy()
 
-        target = self._filter(self.scale(a))
-        max_step = self._a_max * dt
-        v = self._last + np.clip(target - self._last, -max_step, max_step)
-        v = np.clip(v, -self._v_max, self._v_max)
-        self._last = v
-        return v.copy()
+    def stop(self, rows: torch.Tensor | None = None) -> np.ndarray:
+        """Zero command now (not rate limited) and restart from standstill: every robot, or
+        those where `rows` (B,) is true. Returns robot 0's command (zeros)."""
+        stopped = ChainState.stopped(self.batch, self.params.dtype, self.params.device)
+        self.state = stopped if rows is None else stopped.where(rows.to(self.params.device),
+                                                                self.state)
+        return self.state.last[0].cpu().numpy().copy()
 
-    def stop(self) -> np.ndarray:
-        """Zero command now (not rate limited) and restart the chain from standstill."""
-        self._filter.reset(np.zeros(3))
-        self._last = np.zeros(3)
-        return self._last.copy()
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only some robots (index tensor), e.g. the environments still running."""
+        self.state = self.state.select(rows)
+        self.batch = int(self.state.last.shape[0])

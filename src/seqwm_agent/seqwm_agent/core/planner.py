@@ -24,32 +24,61 @@ robot):
 
 Warm start: the next call starts from the previous mean shifted by one step (the last step
 held), sigma from max_std.
+
+Planning through the command chain (`PlanChain`, docs/core.md): a robot does not execute the
+planner's action a_h but what the command chain (low-pass, acceleration limit, clamp; command.py)
+makes of it from its current state. Given the chain's state, every candidate sequence is first
+run through `chain_rollout` and the world model sees the resulting commands c_h, the same
+quantity the trainer stores as the executed action. Search and warm start stay over a (the
+chain's input); the plan reports both (`actions`: a, `commands`: c; c_0 is what the robot sends,
+and the intent carries c so that successors predict with what is really executed).
+
+Batch independence: each of the B problems draws its noise from its own generator (`seeds`
+re-seeds them per call) and the KL early stop freezes each problem's distribution when it has
+converged, so a problem's plan does not depend on which other problems share the call: B = 1 on
+a robot and B = thousands in the simulator give the same plan for the same inputs (a test pins
+it bit for bit).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
+from .command import ChainParams, ChainState, chain_rollout, chain_step
 from .config import PlannerConfig
 from .intent import IntentError, IntentLayout, IntentTensors
 from .lowpass import LowPassCoefficients, butterworth1, filter_sequence
-from .rollout import LatentRollout
+from .rollout import MIN_ROWS, LatentRollout, rows_mm
 from .world_model import WorldModel
+
+
+@dataclass
+class PlanChain:
+    """The command chain a plan runs through: constants, each problem's state, time since the
+    last command of each problem (float or (B,) s; the later steps use the nominal period)."""
+
+    params: ChainParams
+    state: ChainState          # (B, 3) each
+    dt0: torch.Tensor | float | None = None
 
 
 @dataclass
 class PlanResult:
     """Outcome of one `plan` call for B problems."""
 
-    actions: torch.Tensor      # (B, H, da) planned actions in [-1, 1]; actions[:, 0] is executed
-    latents: torch.Tensor      # (B, H+1, dz) predicted z_0..z_H under `actions` (for the intent)
-    value: torch.Tensor        # (B,) V(actions), Eq. 7, in reward units
-    iterations: int            # MPPI iterations run (K, or fewer after the KL early stop)
+    actions: torch.Tensor      # (B, H, da) planned actions in [-1, 1] (the chain's input)
+    commands: torch.Tensor     # (B, H, da) what the world model saw: the chain's commands in
+                               # model units when planning through it, else = actions
+    latents: torch.Tensor      # (B, H+1, dz) predicted z_0..z_H under `commands` (for the intent)
+    value: torch.Tensor        # (B,) V, Eq. 7, in reward units
+    iterations: int            # MPPI iterations run, the most of any problem
     time_ms: float             # wall time of the call, encoder included
     std: torch.Tensor          # (B, H, da) final sampling std
-    kl: torch.Tensor | None    # (B,) KL of the last iteration's update (None when not computed)
+    kl: torch.Tensor | None    # (B,) KL of each problem's last update (None when not computed)
+    iterations_per_problem: torch.Tensor | None = None   # (B,) K, or fewer after the early stop
 
 
 def kl_diag_gaussians(mu1: torch.Tensor, std1: torch.Tensor, mu0: torch.Tensor,
@@ -98,19 +127,43 @@ class SequentialPlanner:
     def _follow_device(self) -> None:
         """Put the planner's own tensors on the model's device (again, if the model moved).
 
-        A move restarts the random stream (from the same seed) and forgets the warm start."""
+        A move restarts the random streams (from the same seed) and forgets the warm start."""
         dev = self.model.device
         if dev == self._on_device:
             return
-        self.generator = torch.Generator(device=dev)
-        if self._seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(self._seed)
+        self._generators: list[torch.Generator] = []
         self._filter_matrix = (self._filter_impulses.to(dev)
                                if self._filter_impulses is not None else None)
         self._prev_mean = None
         self._on_device = dev
+
+    def generators(self, B: int, seeds: Sequence[int] | None = None) -> list[torch.Generator]:
+        """One random stream per problem: problem b of a planner seeded s starts from seed
+        s + 7919 b; `seeds` re-seeds problem b with seeds[b] (a robot's seed + tick)."""
+        gens = self._generators
+        if len(gens) != B:
+            dev = self.device
+            gens[:] = [torch.Generator(device=dev) for _ in range(B)]
+            for b, g in enumerate(gens):
+                if self._seed is None:
+                    g.seed()
+                else:
+                    g.manual_seed(self._seed + 7919 * b)
+        if seeds is not None:
+            if len(seeds) != B:
+                raise ValueError(f'{len(seeds)} seeds for {B} problems')
+            for g, s in zip(gens, seeds):
+                g.manual_seed(int(s))
+        return gens
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only some problems (index tensor): their warm start and random streams."""
+        keep = rows.tolist()
+        if self._prev_mean is not None:
+            self._prev_mean = self._prev_mean[:, rows]
+        if self._generators:
+            self._generators = [self._generators[k] for k in keep]
+        self._buffers.clear()
 
     @property
     def device(self) -> torch.device:
@@ -135,41 +188,44 @@ class SequentialPlanner:
             H, da, cfg = self.cfg.horizon, self.model.cfg.action_dim, self.cfg
             N = cfg.num_samples + cfg.num_pi_trajs
             dev = self.device
-            bufs = {'eps': torch.empty(H, B, cfg.num_samples, da, device=dev),
-                    'eps_f': torch.empty(H, B, cfg.num_samples, da, device=dev),
+            bufs = {'eps': torch.empty(B, H, cfg.num_samples * da, device=dev),
+                    'eps_f': torch.empty(B, H, cfg.num_samples * da, device=dev),
+                    'raw': torch.empty(H, B, cfg.num_samples, da, device=dev),
                     'actions': torch.zeros(H, B, N, da, device=dev),
                     'values': torch.zeros(B, N, device=dev)}
             self._buffers[key] = bufs
         return bufs
 
-    def plan(self, obs: torch.Tensor, intent: IntentTensors,
-             early_stop: bool | None = None) -> PlanResult:
-        """Plan for B problems. obs (B, obs_dim); intent with batch B (or 1, broadcast)."""
+    def plan(self, obs: torch.Tensor, intent: IntentTensors, early_stop: bool | None = None,
+             seeds: Sequence[int] | None = None, chain: PlanChain | None = None) -> PlanResult:
+        """Plan for B problems. obs (B, obs_dim); intent with batch B (or 1, broadcast);
+        `seeds` (B ints) re-seeds each problem's stream; `chain`: plan through the command chain."""
         t_start = time.perf_counter()
         self._follow_device()
         with torch.inference_mode():
             obs = obs.to(self.device, torch.float32)
-            z0 = self.model.encode(obs)
-            result = self._plan_latent(z0, intent, early_stop)
+            z0 = rows_mm(self.model.encode, obs)
+            result = self._plan_latent(z0, intent, early_stop, seeds, chain)
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         result.time_ms = 1000.0 * (time.perf_counter() - t_start)
         return result
 
     def plan_latent(self, z0: torch.Tensor, intent: IntentTensors,
-                    early_stop: bool | None = None) -> PlanResult:
+                    early_stop: bool | None = None, seeds: Sequence[int] | None = None,
+                    chain: PlanChain | None = None) -> PlanResult:
         """As `plan`, from latents z_0 (B, dz) already encoded."""
         t_start = time.perf_counter()
         self._follow_device()
         with torch.inference_mode():
-            result = self._plan_latent(z0.to(self.device), intent, early_stop)
+            result = self._plan_latent(z0.to(self.device), intent, early_stop, seeds, chain)
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         result.time_ms = 1000.0 * (time.perf_counter() - t_start)
         return result
 
-    def _plan_latent(self, z0: torch.Tensor, intent: IntentTensors,
-                     early_stop: bool | None) -> PlanResult:
+    def _plan_latent(self, z0: torch.Tensor, intent: IntentTensors, early_stop: bool | None,
+                     seeds: Sequence[int] | None, chain: PlanChain | None) -> PlanResult:
         cfg, H = self.cfg, self.cfg.horizon
         da = self.model.cfg.action_dim
         B = z0.shape[0]
@@ -185,6 +241,8 @@ class SequentialPlanner:
         rollout = self.rollout
         rollout.prepare(e, z0)
         bufs = self._bufs(B)
+        gens = self.generators(B, seeds)
+        through = _Through(chain, B, self.device) if chain is not None else None
 
         # initial distribution: warm start from the shifted previous mean
         mean = torch.zeros(H, B, da, device=self.device)
@@ -198,8 +256,12 @@ class SequentialPlanner:
         if Na > 0:
             ws_a = rollout.workspace(B, Na)
             rollout.set_start(ws_a)
-            values[:, :Na] = rollout.run(ws_a, sample_actor=True, generator=self.generator)
-            actions[:, :, :Na] = ws_a.actions
+            if through is None:
+                values[:, :Na] = rollout.run(ws_a, sample_actor=True, generators=gens)
+                actions[:, :, :Na] = ws_a.actions
+            else:
+                step = through.stepper(Na, actions[:, :, :Na])
+                values[:, :Na] = rollout.run(ws_a, sample_actor=True, generators=gens, through=step)
         if cfg.init == 'actor':
             # the actor guides the initial distribution: fit it to the actor's candidates, so
             # the Gaussian samples start where the model has seen data
@@ -211,18 +273,26 @@ class SequentialPlanner:
             rollout.set_start(ws)
 
         kl = None
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        iters = torch.zeros(B, dtype=torch.long, device=self.device)
         iterations = 0
         for _ in range(cfg.iterations):
             if ws is not None:
-                eps = torch.randn(bufs['eps'].shape, generator=self.generator, device=self.device,
-                                  out=bufs['eps'])
-                if self._filter_matrix is not None:                      # low-pass along H
-                    eps = torch.mm(self._filter_matrix, eps.view(H, -1),
-                                   out=bufs['eps_f'].view(H, -1)).view_as(eps)
-                torch.addcmul(mean.unsqueeze(2), std.unsqueeze(2), eps, out=ws.actions)
-                ws.actions.clamp_(-1.0, 1.0)
+                eps = bufs['eps']                                            # (B, H, Np * da)
+                for b, g in enumerate(gens):                                 # one stream per problem
+                    torch.randn(eps.shape[1:], generator=g, device=self.device, out=eps[b])
+                if self._filter_matrix is not None:                          # low-pass along H
+                    eps = torch.matmul(self._filter_matrix, eps, out=bufs['eps_f'])
+                raw = bufs['raw']
+                torch.addcmul(mean.unsqueeze(2), std.unsqueeze(2),
+                              eps.view(B, H, Np, da).transpose(0, 1), out=raw)
+                raw.clamp_(-1.0, 1.0)
+                if through is None:
+                    ws.actions.copy_(raw)
+                else:
+                    through.commands(raw, ws.actions)
                 values[:, Na:] = rollout.run(ws)
-                actions[:, :, Na:] = ws.actions
+                actions[:, :, Na:] = raw
             elite_value, idx = torch.topk(values, M, dim=1)                 # (B, M), sorted
             elites = actions.gather(2, idx[None, :, :, None].expand(H, B, M, da))  # (H, B, M, da)
             w = torch.exp(cfg.temperature * (elite_value - elite_value[:, :1]))
@@ -231,19 +301,68 @@ class SequentialPlanner:
             new_std = ((w * (elites - new_mean.unsqueeze(2)).pow(2)).sum(dim=2)).sqrt()
             new_std.clamp_(cfg.min_std, cfg.max_std)
             iterations += 1
-            if stop_early:
-                kl = kl_diag_gaussians(new_mean, new_std, mean, std)
-            mean, std = new_mean, new_std
-            if stop_early and bool((kl < cfg.kl_threshold).all()):
+            if not stop_early:
+                mean, std = new_mean, new_std
+                iters += 1
+                continue
+            # early stop per problem: a converged problem keeps its distribution from now on
+            active = ~done
+            iters += active
+            step_kl = kl_diag_gaussians(new_mean, new_std, mean, std)
+            kl = step_kl if kl is None else torch.where(active, step_kl, kl)
+            keep = active[None, :, None]
+            mean = torch.where(keep, new_mean, mean)
+            std = torch.where(keep, new_std, std)
+            done |= active & (step_kl < cfg.kl_threshold)
+            if bool(done.all()):
                 break
 
         # the plan: the final mean, rolled out once for its trajectory and value
-        ws_m = rollout.workspace(B, 1)
+        # (as MIN_ROWS identical sequences: fewer rows would round batch-dependently, rows_mm)
+        R_m = MIN_ROWS
+        ws_m = rollout.workspace(B, R_m)
         rollout.set_start(ws_m)
-        ws_m.actions.copy_(mean.unsqueeze(2))
+        if through is None:
+            ws_m.actions.copy_(mean.unsqueeze(2).expand(H, B, R_m, da))
+        else:
+            through.commands(mean.unsqueeze(2).expand(H, B, R_m, da), ws_m.actions)
         value = rollout.run(ws_m)[:, 0].clone()
         latents = ws_m.latents[:, :, 0].transpose(0, 1).clone()              # (B, H+1, dz)
+        commands = ws_m.actions[:, :, 0].transpose(0, 1).clone()             # (B, H, da)
         self._prev_mean = mean.clone()
-        return PlanResult(actions=mean.transpose(0, 1).contiguous(), latents=latents, value=value,
-                          iterations=iterations, time_ms=0.0,
-                          std=std.transpose(0, 1).contiguous(), kl=kl)
+        return PlanResult(actions=mean.transpose(0, 1).contiguous(), commands=commands,
+                          latents=latents, value=value, iterations=iterations, time_ms=0.0,
+                          std=std.transpose(0, 1).contiguous(), kl=kl,
+                          iterations_per_problem=iters)
+
+
+class _Through:
+    """The command chain inside a plan: float32 copies of its constants and start state."""
+
+    def __init__(self, chain: PlanChain, B: int, device: torch.device) -> None:
+        self.p = chain.params.like(torch.float32, device)
+        self.state = chain.state.to(torch.float32, device)
+        if tuple(self.state.last.shape) != (B, 3):
+            raise ValueError(f'chain state has shape {tuple(self.state.last.shape)}, '
+                             f'expected ({B}, 3)')
+        dt0 = chain.dt0
+        if torch.is_tensor(dt0):
+            dt0 = dt0.to(device=device, dtype=torch.float32).reshape(B, 1, 1)
+        self.dt0 = dt0
+        self.B = B
+
+    def commands(self, actions: torch.Tensor, out: torch.Tensor) -> None:
+        """Actions (H, B, R, da) -> commands in model units into `out` (same shape)."""
+        chain_rollout(self.p, self.state.expand(actions.shape[2]), actions, self.dt0, out=out)
+
+    def stepper(self, R: int, raw_out: torch.Tensor):
+        """For the actor's rollout: step t turns the sampled actions (B * R, da), in place, into
+        commands, keeping the sampled actions in raw_out[t] (B, R, da)."""
+        state = [self.state.expand(R)]
+
+        def step(t: int, a2: torch.Tensor) -> None:
+            a = a2.view(self.B, R, -1)
+            raw_out[t].copy_(a)
+            state[0], v = chain_step(self.p, state[0], a, self.dt0 if t == 0 else None)
+            torch.mul(v, self.p.inv_scale, out=a)
+        return step

@@ -37,16 +37,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
 from .world_model import WorldModel
 
-_SIMNORM_SAFE_BOUND = 80.0   # exp(+-80) and 8 exp(80) are finite and normal in float32
+_SIMNORM_SAFE_BOUND = 80.0
+MIN_ROWS = 8   # products with fewer rows round batch-dependently (rows_mm)   # exp(+-80) and 8 exp(80) are finite and normal in float32
 
 
 def _pad8(n: int) -> int:
     return -(-n // 8) * 8
+
+
+def rows_mm(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """fn(x) for a row-wise fn built on matmuls, computed on at least `MIN_ROWS` rows.
+
+    MKL multiplies a few rows by other kernels (gemv for one row; for a transposed operand,
+    others up to four rows) than many rows, so a row's result would differ in the last bits
+    from the same row inside a larger batch. Planning must not depend on the batch it shares
+    (B = 1 on a robot, B = thousands in simulation give the same plan), so small batches are
+    padded by repeating their rows (cost: a few more rows of a small product)."""
+    B = x.shape[0]
+    if B >= MIN_ROWS:
+        return fn(x.contiguous())
+    reps = -(-MIN_ROWS // B)
+    return fn(x.repeat(reps, *([1] * (x.dim() - 1))))[:B]
 
 
 @dataclass
@@ -61,7 +78,10 @@ class _Normed:
 
 
 def _centred(W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return W - W.mean(dim=-1, keepdim=True), b - b.mean(dim=-1, keepdim=True)
+    """Columns centred over the outputs; contiguous, because MKL multiplies a transposed
+    operand with kernels whose rounding depends on the number of rows (batch dependence)."""
+    return ((W - W.mean(dim=-1, keepdim=True)).contiguous(),
+            (b - b.mean(dim=-1, keepdim=True)).contiguous())
 
 
 class _Workspace:
@@ -111,6 +131,7 @@ class _Workspace:
         self.p_m2 = torch.empty(BR, p, **kw)
         self.p_out = torch.empty(BR, 2 * da, **kw)
         self.p_mean = self.p_out[:, :da]
+        self.eps_actor = torch.empty(B, R, da, **kw)
         # critic
         self.q1 = torch.empty(B, R, 2 * c, **kw)
         self.q1v = self.q1.view(BR, 2, c)
@@ -171,10 +192,10 @@ class LatentRollout:
         """
         B, out = e.shape[0], W.shape[1]
         n_in = W.shape[0] - self.de
-        lead = torch.addmm(b, e, W[n_in:])                                  # (B, out)
+        lead = rows_mm(lambda x: torch.addmm(b, x, W[n_in:]), e)            # (B, out)
         rest = W[n_z:n_in].expand(B, n_in - n_z, out)
         if z0 is not None:
-            lead = lead + z0 @ W[:n_z]
+            lead = lead + rows_mm(lambda x: x @ W[:n_z], z0)
             return torch.cat([lead.unsqueeze(1), rest], dim=1)
         return torch.cat([W[:n_z].expand(B, n_z, out), lead.unsqueeze(1), rest], dim=1)
 
@@ -182,7 +203,7 @@ class LatentRollout:
         """Two-hot head padded to `bins_padded` outputs: W (..., in, bins), b (..., bins)."""
         pad = self.bins_padded - W.shape[-1]
         if pad == 0:
-            return W, b
+            return W.contiguous(), b
         Wp = torch.cat([W, W.new_zeros(*W.shape[:-1], pad)], dim=-1)
         bp = torch.cat([b, b.new_full((*b.shape[:-1], pad), float('-inf'))], dim=-1)
         return Wp, bp
@@ -227,8 +248,9 @@ class LatentRollout:
                             torch.tensor(p1.ln.eps, device=dev))
         Wp2, bp2 = _centred(p2.linear.weight.t(), p2.linear.bias)
         self.p2_L = _Normed(Wp2, bp2, -p2.ln.weight, -p2.ln.bias, torch.tensor(p2.ln.eps, device=dev))
-        self.p3_W, self.p3_b = p3.weight.t(), p3.bias                      # (p, 2 da)
-        self.p3_W_mean, self.p3_b_mean = self.p3_W[:, :da], self.p3_b[:da]
+        self.p3_W, self.p3_b = p3.weight.t().contiguous(), p3.bias          # (p, 2 da)
+        self.p3_W_mean = self.p3_W[:, :da].contiguous()
+        self.p3_b_mean = self.p3_b[:da]
         self.log_std_lo, self.log_std_hi = m.cfg.log_std_min, m.cfg.log_std_max
 
         # twin critic at step H
@@ -317,13 +339,21 @@ class LatentRollout:
             return torch.addmm(self.p3_b_mean, ws.p_m2, self.p3_W_mean, out=ws.p_mean)
         return torch.addmm(self.p3_b, ws.p_m2, self.p3_W, out=ws.p_out)
 
-    def _sample_actor(self, ws: _Workspace, t: int, generator: torch.Generator | None) -> None:
-        """a_t ~ pi(z_t, e_t) into za[t] (tanh-squashed Gaussian, as WorldModel.pi)."""
+    def _sample_actor(self, ws: _Workspace, t: int,
+                      generators: Sequence[torch.Generator] | None) -> None:
+        """a_t ~ pi(z_t, e_t) into za[t] (tanh-squashed Gaussian, as WorldModel.pi); problem b
+        draws its noise from generators[b] (batch-independent plans)."""
         out = self._pi_head(ws, t, mean_only=False)
         mu, log_std = out[:, :self.da], out[:, self.da:]
         lo, hi = self.log_std_lo, self.log_std_hi
         std = (lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)).exp()
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if generators is None:
+            eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype)
+        else:
+            eps = ws.eps_actor
+            for b, g in enumerate(generators):
+                torch.randn(eps.shape[1:], generator=g, device=mu.device, out=eps[b])
+            eps = eps.view(mu.shape)
         torch.tanh(torch.addcmul(mu, std, eps), out=ws.a2[t])
 
     def _terminal(self, ws: _Workspace) -> None:
@@ -344,17 +374,22 @@ class LatentRollout:
         ws.latents[0].copy_(self.z0.unsqueeze(1).expand(ws.B, ws.R, self.dz))
 
     def run(self, ws: _Workspace, sample_actor: bool = False,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generators: Sequence[torch.Generator] | None = None,
+            through: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """Roll out the actions in ws.actions (H, B, R, da) from z_0; returns ws.value (B, R).
 
         With `sample_actor`, the actions are drawn from pi along the rollout instead (and left
-        in ws.actions). Call `prepare` first (same B).
+        in ws.actions), problem b from generators[b]; `through(t, a_t)` may then replace the
+        drawn a_t (B * R, da) in place by what is executed (the planner's command chain).
+        Call `prepare` first (same B).
         """
         if self._B != ws.B:
             raise RuntimeError(f'prepare() was called for B = {self._B}, workspace has B = {ws.B}')
         for t in range(self.H):
             if sample_actor:
-                self._sample_actor(ws, t, generator)
+                self._sample_actor(ws, t, generators)
+                if through is not None:
+                    through(t, ws.a2[t])
             self._trunk_step(ws, t)
         self._terminal(ws)
         # symexp of every expected symlog value, then the discounted sum (Eq. 7)
