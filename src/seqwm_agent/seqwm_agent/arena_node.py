@@ -17,26 +17,23 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from geometry_msgs.msg import Pose, Twist
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from seqwm_common.node import (ARENA_EPISODE_TOPIC, ARENA_TRUTH_TOPIC, CMD_TOPIC, COMMAND_QOS,
+                               FRAME_ID, LATCHED_QOS, MOCAP_QOS, STATUS_TOPIC, TRUTH_QOS,
+                               StartupError, declare, run_node)
+from seqwm_common.stamps import NS_PER_S, time_msg
 from seqwm_msgs.msg import AgentStatus, MocapFrame
 from std_msgs.msg import String
 
 from .arena import ArenaSession, arena_task_config
 
-TRUTH_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                       history=HistoryPolicy.KEEP_LAST)
-# Latched, so a late subscriber (the demo runner) still gets the final result.
-EPISODE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-CMD_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-
+# QoS (seqwm_common.node): truth reliable (the bridge's sim source must see every frame),
+# the episode latched (a late subscriber, the demo runner, still gets the final result),
+# commands reliable keep last 1, statuses only as a sign of life (best effort).
 #: name: (default, description)
 PARAMETERS = {
     'task': ('pushbox', 'pushbox | gate | shepherd (loads seqwm_agent config/<task>.yaml)'),
@@ -57,9 +54,14 @@ PARAMETERS = {
 class ArenaNode(Node):
     def __init__(self) -> None:
         super().__init__('arena')
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=desc))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        try:
+            self._setup()
+        except ValueError as exc:
+            raise StartupError(str(exc), self.get_fully_qualified_name()) from None
+
+    def _setup(self) -> None:
+        p = {name: declare(self, name, default, desc, array_type=str if isinstance(default, list)
+                           else None) for name, (default, desc) in PARAMETERS.items()}
         if p['frame_rate_hz'] <= 0 or p['frame_rate_hz'] > 1000:
             raise ValueError(f"parameter frame_rate_hz={p['frame_rate_hz']} outside (0, 1000]")
         self.robots = list(p['robots'])
@@ -80,13 +82,13 @@ class ArenaNode(Node):
         self.seen_status: dict[str, float] = {}
         self.all_seen_at: float | None = None
 
-        self.truth_pub = self.create_publisher(MocapFrame, '/arena/truth', TRUTH_QOS)
-        self.episode_pub = self.create_publisher(String, '/arena/episode', EPISODE_QOS)
+        self.truth_pub = self.create_publisher(MocapFrame, ARENA_TRUTH_TOPIC, TRUTH_QOS)
+        self.episode_pub = self.create_publisher(String, ARENA_EPISODE_TOPIC, LATCHED_QOS)
         for robot in self.robots:
-            self.create_subscription(Twist, f'/{robot}/cmd_vel',
-                                     lambda msg, r=robot: self._on_cmd(r, msg), CMD_QOS)
-            self.create_subscription(AgentStatus, f'/{robot}/status',
-                                     lambda msg, r=robot: self._on_status(r), STATUS_QOS)
+            self.create_subscription(Twist, f'/{robot}/{CMD_TOPIC}',
+                                     lambda msg, r=robot: self._on_cmd(r, msg), COMMAND_QOS)
+            self.create_subscription(AgentStatus, f'/{robot}/{STATUS_TOPIC}',
+                                     lambda msg, r=robot: self._on_status(r), MOCAP_QOS)
         self.timer = self.create_timer(self.session.dt, self._on_frame)
         self.get_logger().info(
             f'arena: {p["task"]} with {self.robots}, camera {p["frame_rate_hz"]:.0f} Hz, '
@@ -135,9 +137,8 @@ class ArenaNode(Node):
         msg = MocapFrame()
         # Simulated capture time: frames are exactly one camera period apart.
         stamp = self.t0 + self.frame_number * self.session.dt
-        msg.header.stamp.sec = int(stamp)
-        msg.header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9)) % 1_000_000_000
-        msg.header.frame_id = 'arena'
+        msg.header.stamp = time_msg(round(stamp * NS_PER_S))
+        msg.header.frame_id = FRAME_ID
         self.frame_number += 1
         msg.frame_number = self.frame_number
         for name, (x, y, yaw) in self.session.bodies().items():
@@ -150,22 +151,9 @@ class ArenaNode(Node):
         self.truth_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ArenaNode()
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    except rclpy.executors.ExternalShutdownException:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args: list[str] | None = None) -> int:
+    return run_node(ArenaNode, 'arena', args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -21,9 +21,9 @@ from .backends.base import describe_parameters
 from .backends.topic import TopicBackendConfig
 from .backends.unitree import UnitreeBackendConfig
 from .core.command import CommandLimits
+from .task_registry import TASK_NAMES
 
 NAN = float('nan')
-TASKS = ('pushbox', 'gate', 'shepherd')
 BACKENDS = ('topic', 'unitree')
 
 
@@ -44,6 +44,11 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     unset_nan: bool = False           # double: NaN means "not set"
     required: bool = False            # string / list: must not be empty
+
+    @property
+    def array_type(self) -> type | None:
+        """Element type of a list parameter (rclpy declares lists statically typed)."""
+        return {'str_list': str, 'int_list': int}.get(self.kind) if isinstance(self.kind, str) else None
 
     @property
     def range_text(self) -> str:
@@ -100,7 +105,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p('predecessor', '', "team[order_index - 1] ('' for order index 0); intents from anyone "
        'else are rejected'),
     _p('task', 'pushbox', 'task: selects the observation builder and the object body',
-       choices=TASKS),
+       choices=TASK_NAMES),
     _p('task_config', '', "task YAML (its `task:` section); '' = the packaged config/<task>.yaml"),
     _p('model_dir', '', 'directory with manifest.yaml and agent_<k>.pt; only agent_<order_index>.pt '
        'is loaded', required=True),
@@ -108,10 +113,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p('torch_threads', 1, 'torch CPU threads (0: torch default); keep equal for bit-exact replay',
        0, 64),
     # timing
-    _p('dt', 0.1, 'control period, s (must equal the manifest dt); tick = floor(mocap stamp / dt)',
-       0.01, 1.0),
     _p('intent_deadline_s', 0.05, "how long after a tick's first frame to wait for the "
-       "predecessor's intent of that tick before planning on the cache, s (< dt)", 0.0, 1.0),
+       "predecessor's intent of that tick before planning on the cache, s (< the model's dt)",
+       0.0, 1.0),
     _p('cache_max_age_ticks', 3, 'a cached predecessor intent older than this many ticks is '
        'masked', 0, 100),
     _p('stale_timeout_s', 0.3, 'stop when no usable mocap frame (own body tracked) arrived for '
@@ -218,12 +222,6 @@ def check_values(values: Mapping[str, Any]) -> dict[str, Any]:
     if v['predecessor'] != want:
         raise ParameterError(f'parameter predecessor = {v["predecessor"]!r} but the team order gives '
                              f'{want!r}')
-    if not v['intent_deadline_s'] < v['dt']:
-        raise ParameterError(f'parameter intent_deadline_s = {v["intent_deadline_s"]} must be '
-                             f'shorter than dt = {v["dt"]}')
-    if not v['lowpass_cutoff_hz'] < 0.5 / v['dt']:
-        raise ParameterError(f'parameter lowpass_cutoff_hz = {v["lowpass_cutoff_hz"]} must be below '
-                             f'the Nyquist rate 0.5 / dt = {0.5 / v["dt"]:g} Hz')
     for axis in ('x', 'y'):
         lo, hi = v[f'arena_min_{axis}'], v[f'arena_max_{axis}']
         if math.isnan(lo) != math.isnan(hi):
@@ -262,15 +260,22 @@ def task_overrides(v: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def resolve_path(path: str) -> str:
+    """A relative path as given if it exists from the working directory, else under
+    $SEQWM_ROOT (the workspace; `ros2 launch` may start nodes anywhere)."""
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    root = os.environ.get('SEQWM_ROOT', '')
+    candidate = os.path.join(root, path) if root else ''
+    return candidate if candidate and os.path.exists(candidate) else path
+
+
 def settings_from_values(v: Mapping[str, Any]):
     """(AgentSettings, backend parameter mapping, TaskConfig) from checked values."""
-    from .pipeline import AgentSettings
+    from .runtime.agent import AgentSettings
     from .sim.config import load_task_config
 
-    source = v['task_config'] or v['task']
-    if v['task_config'] and not os.path.isabs(source) and not os.path.exists(source) \
-            and os.environ.get('SEQWM_ROOT'):
-        source = os.path.join(os.environ['SEQWM_ROOT'], source)
+    source = resolve_path(v['task_config']) if v['task_config'] else v['task']
     overrides = task_overrides(v)
     if 'target' in overrides:
         base = load_task_config(source, overrides={'num_robots': len(v['team'])})
@@ -289,7 +294,7 @@ def settings_from_values(v: Mapping[str, Any]):
     limits = CommandLimits(**{k: v[f'limits.{k}'] for k in describe_parameters(CommandLimits)})
     settings = AgentSettings(
         robot_name=v['robot_name'], order_index=v['order_index'], team=tuple(v['team']),
-        task=v['task'], predecessor=v['predecessor'], dt=v['dt'],
+        task=v['task'], predecessor=v['predecessor'], intent_deadline_s=v['intent_deadline_s'],
         cache_max_age_ticks=v['cache_max_age_ticks'], stale_timeout_s=v['stale_timeout_s'],
         limits=limits, lowpass_cutoff_hz=v['lowpass_cutoff_hz'], arena_bounds=bounds,
         planner_overrides=_planner_overrides(v), seed=v['seed'],

@@ -1,22 +1,26 @@
-"""`seqwm-replay <bag> --robot <name>`: re-run one robot's tick pipeline from a recorded bag.
+"""`seqwm-replay <bag> --robot <name>`: re-run one robot's agent runtime from a recorded bag.
 
 Debugging a team run means asking "would this robot have done the same with these inputs?".
-Replay feeds the very `AgentPipeline` the node runs with what the robot received, in the order it
-received it (bag receive time): every `/mocap/frame`, every predecessor `intent`. For each tick
-the robot recorded in its `status` (tick, capture stamp of the frame it planned on, mode), replay
-runs that tick on the same frame and compares the command with the recorded one
-(`status.command`, which is what went to the backend).
+Replay feeds the very `AgentRuntime` the node runs with what the robot received, at the times
+it was received (the bag's receive stamps): every `/mocap/frame` and every predecessor `intent`
+becomes an `on_frame` / `on_intent` event, and the runtime's timers (intent deadline, watchdog)
+fire at their due times in between (`on_timer`). So the scheduler takes its decisions again -
+run at once, wait for the intent, run at the deadline, stop - and they are compared with the
+recorded ones, tick by tick, with the mode (fresh / cached / masked / stopped) and the command
+(`status.command`, what went to the backend). With `deterministic: true` (the default) the
+planner is seeded per tick, so on the same machine and torch build the replayed commands equal
+the recorded ones.
 
-Which intent a tick used depends on wall-clock arrival (deadline), which a bag cannot replay
-exactly; replay takes it from the record: a tick recorded `fresh` gets its predecessor's intent of
-that tick, a `cached`/`masked` tick does not (the intent, if it came late, is delivered before the
-next tick, as online). With `deterministic: true` (the default) the planner is seeded per tick,
-so on the same machine and torch build the replayed commands equal the recorded ones.
+The receive stamps are the recorder's, not the robot's own: a decision that hangs on a margin
+smaller than the recorder's delay (an intent arriving within a millisecond of the deadline) can
+replay differently, and is then reported as a scheduling difference, not hidden.
 
 Replay is exact only from a known state. If the bag lacks the robot's first ticks (its status
-`mode_counts` say so) or an intent a fresh tick used (best-effort topic), replay goes on but does
-not compare until the next sync point: a stop (which resets planner warm start and filter), or
-the first planning tick after nothing but stops. `skipped_before_sync` counts those ticks.
+`mode_counts` say so), replay goes on but does not compare until the next sync point: a stop
+(which resets planner warm start and filter), or the first planning tick after nothing but
+stops. A predecessor intent the recorder lost (best effort) is rebuilt from the robot's own
+outgoing intent of that tick (which forwards the predecessors' slots unchanged) and delivered
+when the recorded status says the tick ran.
 
 The robot's parameters come from the run's params file (`runs/<time>/params/<robot>.agent.yaml`,
 found next to the bag by default) so the replay uses exactly the settings of the run.
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,8 +37,10 @@ import numpy as np
 import yaml
 
 from .bag import read_messages
-from .node_params import check_values, settings_from_values
-from .pipeline import AgentPipeline, Mode, intent_message_from_msg, mocap_sample_from_msg
+from .node_params import check_values, resolve_path, settings_from_values
+from .runtime.agent import AgentRuntime, Mode, TickOutput
+from .runtime.messages import intent_message_from_msg, mocap_sample_from_msg
+from .runtime.scheduler import Trigger
 
 NS = 1_000_000_000
 
@@ -43,23 +48,28 @@ NS = 1_000_000_000
 @dataclass
 class ReplayReport:
     robot: str
-    ticks: int = 0
+    ticks: int = 0                       # recorded ticks of this robot (statuses)
     compared: int = 0
     max_abs_diff: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     mismatched_ticks: list[int] = field(default_factory=list)
     mode_mismatches: list[tuple[int, str, str]] = field(default_factory=list)
-    missing_frames: int = 0
+    trigger_mismatches: list[tuple[int, str, str]] = field(default_factory=list)
+    frame_mismatches: list[int] = field(default_factory=list)   # planned on another frame
+    not_replayed: list[int] = field(default_factory=list)       # recorded, no replayed tick
+    not_recorded: list[int] = field(default_factory=list)       # replayed, no recorded tick
     # The bag does not hold this robot's first tick: the planner warm start, command filter and
     # intent cache start from a different state, so early ticks may differ until it washes out.
     started_mid_run: bool = False
-    # Ticks replayed while out of sync (before the first sync point, or after a lost intent until
-    # the next stop) build state but are not compared.
     skipped_before_sync: int = 0
-    missing_intents: int = 0             # fresh ticks whose predecessor intent the bag lacks
     reconstructed_intents: int = 0       # predecessor intents rebuilt from the robot's own intent
     recorded: list[list[float]] = field(default_factory=list)
     replayed: list[list[float]] = field(default_factory=list)
     tick_index: list[int] = field(default_factory=list)
+
+    @property
+    def decisions_identical(self) -> bool:
+        return not (self.mode_mismatches or self.trigger_mismatches or self.frame_mismatches
+                    or self.not_replayed or self.not_recorded)
 
     def to_json(self) -> dict:
         return {'robot': self.robot, 'ticks': self.ticks, 'compared': self.compared,
@@ -68,10 +78,13 @@ class ReplayReport:
                 'max_abs_diff_overall': max(self.max_abs_diff),
                 'mismatched_ticks': self.mismatched_ticks[:50],
                 'n_mismatched_ticks': len(self.mismatched_ticks),
+                'decisions_identical': self.decisions_identical,
                 'mode_mismatches': self.mode_mismatches[:50],
-                'missing_frames': self.missing_frames, 'started_mid_run': self.started_mid_run,
+                'trigger_mismatches': self.trigger_mismatches[:50],
+                'frame_mismatches': self.frame_mismatches[:50],
+                'not_replayed': self.not_replayed[:50], 'not_recorded': self.not_recorded[:50],
+                'started_mid_run': self.started_mid_run,
                 'skipped_before_sync': self.skipped_before_sync,
-                'missing_intents': self.missing_intents,
                 'reconstructed_intents': self.reconstructed_intents}
 
 
@@ -82,10 +95,6 @@ def load_params(path: Path, robot: str) -> dict:
         if key.strip('/') in (f'{robot}/agent', robot, 'agent', '**') and 'ros__parameters' in section:
             return dict(section['ros__parameters'])
     raise ValueError(f'{path}: no ros__parameters section for {robot}')
-
-
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
 
 
 def predecessor_part(own, index: int, predecessor: str):
@@ -101,98 +110,105 @@ def predecessor_part(own, index: int, predecessor: str):
                    actions=actions.reshape(-1), valid=valid)
 
 
-def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
-           tolerance: float = 1e-6) -> ReplayReport:
-    """Re-run `robot`'s ticks from `bag`; compare with its recorded commands."""
-    values = check_values({**params, **({'model_dir': model_dir} if model_dir else {})})
-    settings, _, task_cfg = settings_from_values(values)
-    pipe = AgentPipeline.load(settings, values['model_dir'], task_cfg)
-    pred = settings.predecessor
+def _events(bag: Path, robot: str, pred: str, order_index: int):
+    """The robot's input events in receive order, its recorded statuses by tick, and the
+    predecessor intents rebuilt for fresh ticks the recorder lost."""
     topics = {'/mocap/frame', f'/{robot}/status'} | ({f'/{pred}/intent', f'/{robot}/intent'}
                                                       if pred else set())
-    report = ReplayReport(robot)
-
-    # Pass 1: everything by key. The recorder is one more subscriber: its receive order across
-    # topics is not causal (it may get a predecessor intent after the status of the tick that
-    # used it), so ticks are matched by tick index and capture stamp, not by arrival order.
-    frames: dict[int, object] = {}         # capture stamp ns -> MocapSample
-    intents: dict[int, object] = {}        # tick -> IntentMessage
-    own_intents: dict[int, object] = {}    # tick -> this robot's outgoing IntentMessage
-    statuses: list[tuple[float, object]] = []
-    for topic, recv_ns, msg in read_messages(bag, topics):
+    events: list[tuple[float, int, str, object]] = []      # (time s, seq, kind, payload)
+    statuses: dict[int, list] = {}
+    pred_ticks: set[int] = set()
+    own: dict[int, object] = {}
+    first_counts = None
+    for seq, (topic, recv_ns, msg) in enumerate(read_messages(bag, topics)):
+        now = recv_ns / NS
         if topic == '/mocap/frame':
-            sample = mocap_sample_from_msg(msg)
-            frames[sample.stamp_ns] = sample
+            events.append((now, seq, 'frame', mocap_sample_from_msg(msg)))
+        elif topic == f'/{robot}/status':
+            if first_counts is None:
+                first_counts = [int(c) for c in msg.mode_counts]
+            statuses.setdefault(int(msg.tick), []).append((now, msg))
         elif topic == f'/{robot}/intent':
             im = intent_message_from_msg(msg)
-            own_intents.setdefault(im.tick, im)
-        elif topic.endswith('/intent'):
+            own.setdefault(im.tick, im)
+        else:
             im = intent_message_from_msg(msg)
-            intents.setdefault(im.tick, im)
-        else:
-            statuses.append((recv_ns / NS, msg))
+            pred_ticks.add(im.tick)
+            events.append((now, seq, 'intent', im))
+    # A fresh tick that ran on an intent the recorder lost: the robot's own outgoing intent of
+    # that tick forwards the predecessor's slots unchanged, delivered when the tick ran.
+    rebuilt = 0
+    frames = {e[3].stamp_ns: e[0] for e in events if e[2] == 'frame'}
+    for t, recs in statuses.items():
+        st = recs[0][1]
+        if (pred and t not in pred_ticks and t in own and int(st.mode) == Mode.FRESH
+                and _stamp_ns(st.header) in frames):
+            when = frames[_stamp_ns(st.header)] + float(st.wait_ms) / 1000.0
+            events.append((when, -1, 'intent', predecessor_part(own[t], order_index, pred)))
+            rebuilt += 1
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events, statuses, first_counts or [0, 0, 0, 0], rebuilt
 
-    # A predecessor intent the recorder lost (best effort) is inside this robot's own outgoing
-    # intent of that tick, which forwards the predecessors' slots unchanged (e^{i+1} = e^i + own).
-    # Only for ticks it planned fresh on: a cached tick forwards the shifted cache instead.
-    fresh_ticks = {int(st.tick) for _, st in statuses if int(st.mode) == Mode.FRESH}
-    for t, own in own_intents.items():
-        if t not in intents and t in fresh_ticks:
-            intents[t] = predecessor_part(own, settings.order_index, pred)
-            report.reconstructed_intents += 1
 
-    # Pass 2: the robot's ticks in order.
-    delivered: set[int] = set()
-    for now, status in statuses:
-        t, mode = int(status.tick), Mode(int(status.mode))
-        counts = [int(c) for c in status.mode_counts]
-        if report.ticks == 0:
-            report.started_mid_run = sum(counts) > 1
-            synced = not report.started_mid_run
-        report.ticks += 1
-        if not synced and mode != Mode.STOPPED and sum(counts[:Mode.STOPPED]) == 1:
-            # the robot's first planning tick, after nothing but stops (e.g. no mocap yet):
-            # a stop put its planner and filter in the state the replay starts from
-            pipe.stop(now, 'replay', 'sync with a recording that starts after the first tick')
-            synced = True
-        # Which earlier intents had arrived by this tick follows from what the tick recorded:
-        # fresh -> all earlier ones; cached with age k -> those up to t - k (newer ones were
-        # still in flight); masked -> none within the cache age.
-        if mode == Mode.CACHED:
-            limit = t - int(round(status.intent_age_s / settings.dt))
-        elif mode == Mode.MASKED:
-            limit = t - settings.cache_max_age_ticks - 1
-        else:
-            limit = t - 1
-        for k in sorted(x for x in intents if x <= limit and x not in delivered):
-            pipe.receive_intent(intents[k], now)
-            delivered.add(k)
-        frame = frames.get(_stamp_ns(status.header))
-        recorded = np.array([status.command.linear.x, status.command.linear.y,
-                             status.command.angular.z])
-        if frame is None:
-            report.missing_frames += 1
-            if mode == Mode.STOPPED:
-                out = pipe.stop(now, 'replay', status.reason)
-            else:
-                continue
-        elif mode == Mode.STOPPED:
-            out = pipe.stop_tick(frame, now, 'replay', status.reason)
-        else:
-            fresh = intents.get(t) if mode == Mode.FRESH and t not in delivered else None
-            if fresh is not None:
-                delivered.add(t)
-            elif mode == Mode.FRESH and pred and t not in delivered:
-                # planned on an intent the bag lost (best-effort topic): state diverges here
-                report.missing_intents += 1
-                synced = False
-            out = pipe.tick(frame, fresh, now)
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
+
+
+def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
+           tolerance: float = 1e-6) -> ReplayReport:
+    """Re-run `robot`'s runtime from `bag`; compare decisions and commands with the record."""
+    values = check_values({**params, **({'model_dir': model_dir} if model_dir else {})})
+    settings, _, task_cfg = settings_from_values(values)
+    rt = AgentRuntime.load(settings, resolve_path(values['model_dir']), task_cfg)
+    events, statuses, first_counts, rebuilt = _events(bag, robot, settings.predecessor,
+                                                      settings.order_index)
+    report = ReplayReport(robot, reconstructed_intents=rebuilt)
+    report.ticks = len(statuses)
+    report.started_mid_run = sum(first_counts) > 1
+    period = min(0.05, settings.stale_timeout_s / 4, rt.dt / 2)    # the node's watchdog timer
+
+    # 1. the events, timers in between, collecting what the runtime did
+    outputs: list[TickOutput] = []
+    next_timer = events[0][0] + period if events else 0.0
+    for now, _, kind, payload in events:
+        while True:   # timers due before this event, in time order
+            due = rt.next_deadline()
+            when = min(next_timer, due) if due is not None else next_timer
+            if when > now:
+                break
+            outputs += rt.on_timer(when)
+            if when == next_timer:
+                next_timer += period
+        outputs += rt.on_frame(payload, now) if kind == 'frame' else rt.on_intent(payload, now)
+
+    # 2. compare tick by tick (watchdog stops repeat their tick: they are not tick decisions)
+    replayed: dict[int, TickOutput] = {}
+    for out in outputs:
+        if out.trigger not in (Trigger.WATCHDOG, Trigger.EXTERNAL) or out.tick not in replayed:
+            replayed.setdefault(out.tick, out)
+    synced = not report.started_mid_run
+    for t in sorted(statuses):
+        st = statuses[t][0][1]
+        mode, trigger = Mode(int(st.mode)), Trigger(int(st.trigger))
         if not synced:
+            # a bag that starts mid-run: compare after the first stop (planner warm start and
+            # command filter restart from rest on both sides)
             report.skipped_before_sync += 1
-            synced = mode == Mode.STOPPED          # a stop resets the planner and the filter
+            synced = mode == Mode.STOPPED
+            continue
+        if trigger in (Trigger.WATCHDOG, Trigger.EXTERNAL):
+            continue            # stops without a tick of their own (no frame) or from outside
+        out = replayed.get(t)
+        if out is None:
+            report.not_replayed.append(t)
             continue
         if out.mode != mode:
             report.mode_mismatches.append((t, mode.name.lower(), out.mode.name.lower()))
+        if out.trigger != trigger:
+            report.trigger_mismatches.append((t, trigger.name.lower(), out.trigger.name.lower()))
+        if out.stamp_ns != _stamp_ns(st.header):
+            report.frame_mismatches.append(t)
+        recorded = np.array([st.command.linear.x, st.command.linear.y, st.command.angular.z])
         diff = np.abs(np.asarray(out.command, dtype=float) - recorded)
         report.compared += 1
         report.max_abs_diff = [max(a, float(b)) for a, b in zip(report.max_abs_diff, diff)]
@@ -201,6 +217,11 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
         report.tick_index.append(t)
         report.recorded.append(recorded.tolist())
         report.replayed.append(np.asarray(out.command, dtype=float).tolist())
+    recorded_ticks = set(statuses)
+    first = min(recorded_ticks) if recorded_ticks else 0
+    report.not_recorded = sorted(t for t, o in replayed.items()
+                                 if t not in recorded_ticks and t > first
+                                 and o.trigger not in (Trigger.WATCHDOG, Trigger.EXTERNAL))
     return report
 
 
@@ -249,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(report, out / f'replay_{args.robot}.png')
     summary = report.to_json()
     print(json.dumps({k: summary[k] for k in ('robot', 'ticks', 'compared', 'max_abs_diff',
-                                              'n_mismatched_ticks', 'missing_frames',
+                                              'n_mismatched_ticks', 'decisions_identical',
                                               'started_mid_run', 'skipped_before_sync')}))
     if report.started_mid_run:
         print(f'note: the bag starts after this robot\'s first tick; {report.skipped_before_sync} '
@@ -257,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     if summary['n_mismatched_ticks']:
         print(f'commands differ at ticks {summary["mismatched_ticks"][:10]} ...', file=sys.stderr)
-    return 0 if report.compared and not summary['n_mismatched_ticks'] else 1
+    for key in ('mode_mismatches', 'trigger_mismatches', 'frame_mismatches', 'not_replayed',
+                'not_recorded'):
+        if summary[key]:
+            print(f'{key}: {summary[key][:10]}', file=sys.stderr)
+    ok = report.compared and not summary['n_mismatched_ticks'] and report.decisions_identical
+    return 0 if ok else 1
 
 
 if __name__ == '__main__':

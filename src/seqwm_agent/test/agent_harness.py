@@ -21,7 +21,7 @@ from agent_team import MODEL_SET_ID, PLANNER, TEAM, model_config  # noqa: E402
 
 # Generous for a loaded 2-core machine: agent 1 plans in ~5 ms alone, much slower when a
 # trainer shares the cores.
-AGENT_PARAMS = {'dt': 0.1, 'intent_deadline_s': 0.08, 'cache_max_age_ticks': 3,
+AGENT_PARAMS = {'intent_deadline_s': 0.08, 'cache_max_age_ticks': 3,
                 'stale_timeout_s': 0.5, 'torch_threads': 1, 'log_throttle_s': 1.0}
 START_TIMEOUT = 90.0
 
@@ -136,8 +136,7 @@ def reject_counts(status_msg) -> dict[str, int]:
 
 def make_intent_msg(tick: int, **changes: Any):
     """A seqwm_msgs/Intent from go2w_1 for `tick` with the test team's sizes, fields overridable."""
-    from seqwm_agent.agent_node import intent_to_msg
-    from seqwm_agent.pipeline import NS_PER_S, IntentMessage
+    from seqwm_agent.runtime.messages import NS_PER_S, IntentMessage, intent_to_msg
 
     cfg = model_config()
     n, H, dz, da = cfg.num_agents, PLANNER.horizon, cfg.latent_dim, cfg.action_dim

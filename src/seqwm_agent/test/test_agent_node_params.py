@@ -33,7 +33,7 @@ def test_every_parameter_is_described_and_its_default_passes_its_own_check():
         if not p.required:
             check_value(p, p.default)
     for name in ('robot_name', 'order_index', 'team', 'predecessor', 'task', 'model_dir',
-                 'device', 'dt', 'intent_deadline_s', 'cache_max_age_ticks', 'stale_timeout_s',
+                 'device', 'intent_deadline_s', 'cache_max_age_ticks', 'stale_timeout_s',
                  'limits.vx', 'limits.ax', 'lowpass_cutoff_hz', 'backend', 'topic.topic',
                  'unitree.network_interface', 'unitree.domain_id', 'arena_min_x', 'target_x',
                  'target_y', 'planner.iterations', 'planner.early_stop', 'planner.kl_threshold',
@@ -42,7 +42,7 @@ def test_every_parameter_is_described_and_its_default_passes_its_own_check():
 
 
 @pytest.mark.parametrize('name,value,words', [
-    ('dt', 5.0, 'parameter dt = 5.0 is out of range [0.01, 1]'),
+    ('intent_deadline_s', 5.0, 'parameter intent_deadline_s = 5.0 is out of range [0, 1]'),
     ('stale_timeout_s', -1.0, 'parameter stale_timeout_s'),
     ('limits.vx', 0.0, 'parameter limits.vx'),
     ('cache_max_age_ticks', 1000, 'parameter cache_max_age_ticks'),
@@ -50,7 +50,7 @@ def test_every_parameter_is_described_and_its_default_passes_its_own_check():
     ('backend', 'ros1', "parameter backend must be one of ['topic', 'unitree']"),
     ('task', 'football', 'parameter task'),
     ('order_index', 1.5, 'parameter order_index must be an integer'),
-    ('dt', 'fast', 'parameter dt must be a number'),
+    ('intent_deadline_s', 'fast', 'parameter intent_deadline_s must be a number'),
     ('arena_min_x', math.inf, 'parameter arena_min_x'),
     ('model_dir', '', 'parameter model_dir must be set'),
 ])
@@ -61,11 +61,9 @@ def test_out_of_range_values_are_refused_naming_the_parameter(name, value, words
 
 
 @pytest.mark.parametrize('changes,words', [
-    (dict(intent_deadline_s=0.1), 'intent_deadline_s = 0.1 must be shorter than dt = 0.1'),
     (dict(predecessor='go2w_7'), "predecessor = 'go2w_7' but the team order gives 'go2w_1'"),
     (dict(robot_name='go2w_1'), "robot_name = 'go2w_1' but team[1] = 'go2w_2'"),
     (dict(order_index=2), 'order_index = 2 is outside team'),
-    (dict(lowpass_cutoff_hz=6.0), 'Nyquist'),
     (dict(arena_min_x=1.0), 'arena_min_x / arena_max_x must both be set'),
     (dict(arena_min_x=3.0, arena_max_x=2.0), 'arena_min_x = 3.0 must be below arena_max_x'),
 ])
@@ -75,7 +73,7 @@ def test_inconsistent_values_are_refused_naming_the_parameter(changes, words):
 
 
 def test_values_become_settings_task_config_and_backend_parameters():
-    v = check_values(values(**{'target_x': 4.5, 'dt': 0.1, 'limits.vx': 0.7, 'seed': 3,
+    v = check_values(values(**{'target_x': 4.5, 'limits.vx': 0.7, 'seed': 3,
                                'planner.iterations': 2, 'planner.early_stop': 'on',
                                'arena_min_y': -2.0, 'arena_max_y': 2.0, 'backend': 'unitree',
                                'unitree.network_interface': 'lo', 'order_index': 1}))
@@ -95,7 +93,7 @@ def test_every_parameter_the_bringup_graph_passes_is_declared():
     from seqwm_bringup.graph import build_graph
 
     cfg = {'task': {'target_x': 4.2, 'target_y': 0.1},
-           'agent': {'dt': 0.1, 'stale_timeout_s': 0.3, 'model_dir': 'models/pushbox'}}
+           'agent': {'stale_timeout_s': 0.3, 'model_dir': 'models/pushbox'}}
     for node in build_graph('pushbox', list(TEAM), cfg, sim=False):
         if node.executable == 'agent':
             undeclared = sorted(set(node.parameters) - set(BY_NAME))
@@ -110,12 +108,17 @@ def test_docs_table_is_the_generated_one():
 
 def test_node_process_refuses_to_start_with_a_message_naming_the_parameter(spawn, tmp_path):
     model_dir = write_team(tmp_path / 'models')
-    bad_dt = start_agent(spawn, tmp_path, 'go2w_1', model_dir, name='bad_dt', dt=5.0)
+    bad = start_agent(spawn, tmp_path, 'go2w_1', model_dir, name='bad_deadline',
+                      intent_deadline_s=5.0)
+    slow = start_agent(spawn, tmp_path, 'go2w_2', model_dir, name='late_deadline',
+                       intent_deadline_s=0.1)                  # not below the model's dt 0.1
     no_model = start_agent(spawn, tmp_path, 'go2w_2', tmp_path / 'nowhere', name='no_model')
-    wait_for(lambda: bad_dt.poll() is not None and no_model.poll() is not None, 60.0,
-             what='both agents to exit')
-    assert bad_dt.returncode == 2 and no_model.returncode == 2
-    assert 'parameter dt = 5.0 is out of range [0.01, 1]' in spawn.log_text(bad_dt)
+    wait_for(lambda: all(p.poll() is not None for p in (bad, slow, no_model)), 60.0,
+             what='the agents to exit')
+    assert bad.returncode == slow.returncode == no_model.returncode == 2
+    assert 'parameter intent_deadline_s = 5.0 is out of range [0, 1]' in spawn.log_text(bad)
+    assert "intent_deadline_s 0.1 must be shorter than the model's dt 0.1" in spawn.log_text(slow)
     log = spawn.log_text(no_model)
-    assert 'cannot load the model' in log and 'manifest' in log
-    assert 'Traceback' not in log
+    assert 'manifest' in log and 'Traceback' not in log
+    assert '[go2w_2.no_model]' in log, 'start-up errors are logged under the node name'
+

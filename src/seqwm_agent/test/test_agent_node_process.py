@@ -21,7 +21,7 @@ from agent_harness import (AGENT_PARAMS, START_TIMEOUT, Listener, MocapFeed, ali
 from agent_team import write_team  # noqa: E402
 
 FRESH, CACHED, MASKED, STOPPED = 0, 1, 2, 3
-DT = AGENT_PARAMS['dt']
+DT = 0.1                      # the test models' dt (manifest)
 MAX_AGE = AGENT_PARAMS['cache_max_age_ticks']
 STALE = AGENT_PARAMS['stale_timeout_s']
 

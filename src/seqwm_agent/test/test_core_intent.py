@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from seqwm_agent.core.config import ModelConfig
-from seqwm_agent.core.intent import IntentCache, IntentError, IntentLayout, IntentSizeError
+from seqwm_agent.core.intent import (CacheMode, IntentCache, IntentError, IntentLayout,
+                                     IntentSizeError, IntentTensors)
 from seqwm_agent.core.world_model import WorldModel
 
 N, H, DZ, DA = 3, 3, 16, 3
@@ -109,23 +110,60 @@ def test_mask_older_than_masks_and_zeroes(layout):
 
 def test_cache_gives_fresh_then_shifted_then_masked(layout):
     cache = IntentCache(layout, max_age=2)
-    _, mode = cache.lookup(5)
-    assert mode == 'masked'
+    _, mode = cache.lookup_one(5)
+    assert mode == CacheMode.MASKED
     z, a = random_slot()
     e = layout.insert(layout.empty(1), 0, z, a)
     cache.update(e, tick=10)
-    fresh, mode = cache.lookup(10)
-    assert mode == 'fresh'
+    fresh, mode = cache.lookup_one(10)
+    assert mode == CacheMode.FRESH
     torch.testing.assert_close(fresh.latents, e.latents)
-    late, mode = cache.lookup(11)                                       # intent of tick 11 lost
-    assert mode == 'cached'
+    late, mode = cache.lookup_one(11)                                   # intent of tick 11 lost
+    assert mode == CacheMode.CACHED
     torch.testing.assert_close(late.latents, layout.shift(e, 1).latents)
-    _, mode = cache.lookup(12)
-    assert mode == 'cached'
-    stale, mode = cache.lookup(13)                                      # older than max_age
-    assert mode == 'masked' and not stale.valid.any()
+    _, mode = cache.lookup_one(12)
+    assert mode == CacheMode.CACHED
+    stale, mode = cache.lookup_one(13)                                  # older than max_age
+    assert mode == CacheMode.MASKED and not stale.valid.any()
     with pytest.raises(IntentError):
         cache.update(e, tick=9)
+
+
+def test_batched_cache_rows_equal_one_cache_per_team(layout):
+    """B teams in one cache (simulation) give each row what a robot's own cache gives it."""
+    B = 4
+    rows_e = [layout.insert(layout.empty(1), 0, *random_slot(seed=b)) for b in range(B)]
+    batched = IntentCache(layout, max_age=2, batch=B)
+    singles = [IntentCache(layout, max_age=2) for _ in range(B)]
+    stacked = IntentTensors(*(torch.cat([getattr(e, f) for e in rows_e])
+                              for f in ('latents', 'actions', 'valid', 'age')))
+    got = torch.tensor([True, True, False, True])                      # team 2 received nothing
+    batched.update(stacked, torch.tensor([10, 9, 0, 7]), rows=got)
+    for b, t in ((0, 10), (1, 9), (3, 7)):
+        singles[b].update(rows_e[b], t)
+    intent, mode = batched.lookup(torch.tensor([10, 11, 11, 11]))     # ages 0, 2, -, 4
+    assert mode.tolist() == [CacheMode.FRESH, CacheMode.CACHED, CacheMode.MASKED, CacheMode.MASKED]
+    for b, t in enumerate((10, 11, 11, 11)):
+        one, m = singles[b].lookup_one(t)
+        assert m == mode[b]
+        torch.testing.assert_close(intent.latents[b:b + 1], one.latents, rtol=0, atol=0)
+        torch.testing.assert_close(intent.actions[b:b + 1], one.actions, rtol=0, atol=0)
+        assert torch.equal(intent.valid[b:b + 1], one.valid)
+
+
+def test_shift_by_a_step_per_row_equals_shifting_each_row(layout):
+    e = layout.empty(3)
+    for k in range(2):
+        z, a = random_slot(seed=k)
+        e = layout.insert(e, k, z.expand(3, *z.shape[1:]), a.expand(3, *a.shape[1:]))
+    steps = torch.tensor([0, 1, 5])
+    per_row = layout.shift(e, steps)
+    for b, s in enumerate(steps.tolist()):
+        one = layout.shift(IntentTensors(e.latents[b:b + 1], e.actions[b:b + 1], e.valid[b:b + 1],
+                                         e.age[b:b + 1]), s)
+        assert torch.equal(per_row.latents[b:b + 1], one.latents)
+        assert torch.equal(per_row.actions[b:b + 1], one.actions)
+        assert torch.equal(per_row.age[b:b + 1], one.age)
 
 
 def test_message_arrays_round_trip(layout):

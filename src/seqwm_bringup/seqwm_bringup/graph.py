@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from seqwm_agent.task_registry import TASK_NAMES, TASKS
 
-TASKS = ('pushbox', 'gate', 'shepherd')
-OBJECT_BODIES = {'pushbox': ['box'], 'gate': [], 'shepherd': ['sheep']}
-TEAM_SIZE = {'pushbox': (2, 5), 'gate': (2, 5), 'shepherd': (2, 2)}
 _NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 
 
@@ -51,8 +49,8 @@ class NodeSpec:
 
 def _check_robots(task: str, robots: list[str]) -> None:
     if task not in TASKS:
-        raise GraphError(f'unknown task {task!r}; expected one of {TASKS}')
-    lo, hi = TEAM_SIZE[task]
+        raise GraphError(f'unknown task {task!r}; expected one of {list(TASK_NAMES)}')
+    lo, hi = TASKS[task].min_robots, TASKS[task].max_robots
     if not lo <= len(robots) <= hi:
         raise GraphError(f'{task} needs {lo}..{hi} robots, got {len(robots)}: {robots}')
     if len(set(robots)) != len(robots):
@@ -60,7 +58,7 @@ def _check_robots(task: str, robots: list[str]) -> None:
     for r in robots:
         if not _NAME.match(r):
             raise GraphError(f'robot name {r!r} is not a valid ROS name (letters, digits, _)')
-        if r in OBJECT_BODIES[task]:
+        if r in TASKS[task].object_bodies:
             raise GraphError(f'robot name {r!r} clashes with the mocap body of the task object')
 
 
@@ -97,7 +95,7 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
     mocap_cfg = dict(config.get('mocap', {}))
     if model_dir is not None:
         agent_cfg['model_dir'] = model_dir
-    bodies = order + OBJECT_BODIES[task]
+    bodies = order + list(TASKS[task].object_bodies)
 
     nodes: list[NodeSpec] = []
     if sim:

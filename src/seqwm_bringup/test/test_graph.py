@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize('n', [2, 3, 4, 5])
 def test_gate_graph_chains_every_agent_to_its_predecessor(n):
     robots = [f'go2w_{k + 1}' for k in range(n)]
-    nodes = build_graph('gate', robots, {'agent': {'dt': 0.1}}, sim=True)
+    nodes = build_graph('gate', robots, {'agent': {'intent_deadline_s': 0.04}}, sim=True)
     agents = [x for x in nodes if x.executable == 'agent']
     assert [a.namespace for a in agents] == [f'/{r}' for r in robots]
     assert [a.parameters['order_index'] for a in agents] == list(range(n))
@@ -24,7 +24,8 @@ def test_gate_graph_chains_every_agent_to_its_predecessor(n):
     for k in range(1, n):
         assert agents[k].remappings == (('predecessor_intent', f'/{robots[k - 1]}/intent'),)
         assert agents[k].parameters['predecessor'] == robots[k - 1]
-    assert all(a.parameters['team'] == robots and a.parameters['dt'] == 0.1 for a in agents)
+    assert all(a.parameters['team'] == robots and a.parameters['intent_deadline_s'] == 0.04
+               for a in agents)
     assert len({a.fqn for a in nodes}) == len(nodes), 'node names must be unique'
 
 
@@ -55,8 +56,9 @@ def test_shared_task_section_reaches_arena_and_agents_alike():
 
 
 @pytest.mark.parametrize('task,robots,msg', [
-    ('pushbox', ['a'], 'needs 2..5'),
-    ('shepherd', ['a', 'b', 'c'], 'needs 2..2'),
+    ('pushbox', list('abcdef'), 'needs 1..5'),
+    ('gate', ['a'], 'needs 2..5'),
+    ('shepherd', list('abcdef'), 'needs 1..5'),
     ('gate', ['a', 'a'], 'unique'),
     ('gate', ['a', 'bad-name'], 'valid ROS name'),
     ('pushbox', ['a', 'box'], 'clashes'),
@@ -65,6 +67,26 @@ def test_shared_task_section_reaches_arena_and_agents_alike():
 def test_invalid_teams_are_refused_with_a_reason(task, robots, msg):
     with pytest.raises(GraphError, match=msg):
         build_graph(task, robots)
+
+
+@pytest.mark.parametrize('task', ['pushbox', 'gate', 'shepherd'])
+def test_graph_and_simulator_accept_the_same_team_sizes(task):
+    """One task registry: a team the launch files start is one the simulator (and so the
+    trainer and the agents' observation builder) can build, and vice versa."""
+    from seqwm_agent.sim.config import ConfigError, load_task_config
+    for n in range(0, 8):
+        robots = [f'r{k}' for k in range(n)]
+        try:
+            build_graph(task, robots)
+            graph_ok = True
+        except GraphError:
+            graph_ok = False
+        try:
+            load_task_config(task, overrides={'num_robots': n})
+            sim_ok = True
+        except ConfigError:
+            sim_ok = False
+        assert graph_ok == sim_ok, (task, n, graph_ok, sim_ok)
 
 
 def test_order_must_be_a_permutation_of_robots():

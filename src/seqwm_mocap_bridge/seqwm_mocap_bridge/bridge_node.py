@@ -17,10 +17,6 @@ import threading
 import time
 from typing import Any, Mapping
 
-import rclpy
-import rclpy.executors
-import rclpy.logging
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -28,7 +24,11 @@ from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterVal
                               ParameterUninitializedException)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from seqwm_common.node import (DIAGNOSTICS_QOS, EXIT_STARTUP_FAILED, MOCAP_POSE_TOPIC, MOCAP_QOS,
+                               MOCAP_STATUS_TOPIC, MOCAP_TOPIC, TF_QOS, TF_TOPIC, StartupError,
+                               log_line, run_node)
+from seqwm_common.stamps import time_msg
+from seqwm_common.throttled_log import ThrottledLog
 from seqwm_msgs.msg import MocapFrame
 
 from .config import PARAMETERS, BridgeConfig, ConfigError, ParamSpec
@@ -36,30 +36,15 @@ from .conversion import AxisCheckError, BodyMap
 from .pipeline import BridgePipeline, ProcessedFrame
 from .raw_frame import RawFrame
 from .sources import FrameSource, SourceError, make_source
-from .throttled_log import ThrottledLog
 
 try:   # optional: tf2_msgs is not installable on pip-only machines
     from tf2_msgs.msg import TFMessage
 except ImportError:   # pragma: no cover - depends on the machine
     TFMessage = None
 
-# QoS decisions. Mocap frames: freshness beats completeness (a late frame is worse than none,
-# consumers hold the latest), so best effort, keep last 1 - the sensor-data profile.
-SENSOR_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT,
-                        history=HistoryPolicy.KEEP_LAST, depth=1,
-                        durability=DurabilityPolicy.VOLATILE)
-# Status: low rate, every message matters to a monitor.
-STATUS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                        history=HistoryPolicy.KEEP_LAST, depth=10)
-# /tf as tf2_ros broadcasters publish it.
-TF_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                    history=HistoryPolicy.KEEP_LAST, depth=100)
-
+# QoS and topic names are the team's (seqwm_common.node): frames best effort keep last 1 (the
+# sensor-data profile), status reliable, /tf as tf2_ros broadcasters publish it.
 NODE_NAME = 'mocap_bridge'
-FRAME_TOPIC = '/mocap/frame'
-POSE_TOPIC = '/mocap/{body}/pose'
-STATUS_TOPIC = '/mocap/status'
-TF_TOPIC = '/tf'
 
 # Counters always present in the status (stable keys for monitors), in this order.
 STATUS_COUNTERS = ('frames_in', 'frames_out', 'dropped_frames', 'duplicate_frames',
@@ -72,11 +57,6 @@ WARN_COUNTERS = ('dropped_frames', 'duplicate_frames', 'out_of_order_frames', 'b
                  'non_finite', 'bad_quaternion', 'frozen', 'jump', 'rotation_jump',
                  'queue_overflow', 'internal_errors', 'unnamed_body', 'duplicate_body')
 
-EXIT_STARTUP_FAILED = 2
-
-
-class StartupError(RuntimeError):
-    """The bridge must not start (bad parameter, no SDK, wrong axis convention)."""
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -97,11 +77,6 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
         d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
                                         step=1)]
     return d
-
-
-def _stamp(ns: int) -> Time:
-    sec, nanosec = divmod(int(ns), 1_000_000_000)
-    return Time(sec=sec, nanosec=nanosec)
 
 
 def _topic_safe(name: str) -> str:
@@ -148,9 +123,9 @@ class MocapBridgeNode(Node):
         self.pipeline = BridgePipeline(cfg, self.body_map, on_event=self.events.event)
         self._lock = threading.Lock()   # pipeline state vs the status timer
 
-        self._frame_pub = self.create_publisher(MocapFrame, FRAME_TOPIC, SENSOR_QOS)
+        self._frame_pub = self.create_publisher(MocapFrame, MOCAP_TOPIC, MOCAP_QOS)
         self._pose_pubs: dict[str, Any] = {}
-        self._status_pub = self.create_publisher(DiagnosticArray, STATUS_TOPIC, STATUS_QOS)
+        self._status_pub = self.create_publisher(DiagnosticArray, MOCAP_STATUS_TOPIC, DIAGNOSTICS_QOS)
         self._tf_pub = None
         if cfg.publish_tf:
             if TFMessage is None:
@@ -183,11 +158,11 @@ class MocapBridgeNode(Node):
                                                 ready=self._replay_ready)
             self.source.start(_QueueSink(self))
         except SourceError as exc:
-            self.shutdown()
-            raise StartupError(str(exc)) from None
+            self.close()
+            raise StartupError(str(exc), self.get_fully_qualified_name()) from None
         self.get_logger().info(
             f'mocap bridge: source {self.source.describe()}, axis_up={cfg.axis_up}, bodies='
-            f'{cfg.bodies or "all named"}, publishing {FRAME_TOPIC} (frame_id {cfg.frame_id})')
+            f'{cfg.bodies or "all named"}, publishing {MOCAP_TOPIC} (frame_id {cfg.frame_id})')
 
     # ------------------------------------------------------------------ parameters
     def _read_parameters(self) -> BridgeConfig:
@@ -207,23 +182,17 @@ class MocapBridgeNode(Node):
                     values[spec.name] = self.declare_parameter(
                         spec.name, spec.default, _descriptor(spec)).value
             except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-                raise StartupError(f'parameter {spec.name}: {exc}') from None
+                raise StartupError(f'parameter {spec.name}: {exc}',
+                                   self.get_fully_qualified_name()) from None
         try:
             return BridgeConfig.from_dict(values)
         except ConfigError as exc:
-            raise StartupError(str(exc)) from None
+            raise StartupError(str(exc), self.get_fully_qualified_name()) from None
 
     # ------------------------------------------------------------------ logging
     def _log_line(self, level: str, message: str) -> None:
-        # One call site per severity: rclpy refuses a call site that changes severity.
-        logger = self.get_logger()
         try:
-            if level == 'error':
-                logger.error(message)
-            elif level == 'warn':
-                logger.warning(message)
-            else:
-                logger.info(message)
+            log_line(self.get_logger(), level, message)
         except Exception as exc:   # noqa: BLE001 - logging must never take the bridge down
             print(f'[mocap_bridge] {level}: {message} (logger failed: {exc!r})', file=sys.stderr)
 
@@ -310,7 +279,7 @@ class MocapBridgeNode(Node):
 
     # ------------------------------------------------------------------ output
     def _publish(self, out: ProcessedFrame) -> None:
-        stamp = _stamp(out.stamp_ns)
+        stamp = time_msg(out.stamp_ns)
         msg = MocapFrame()
         msg.header.stamp = stamp
         msg.header.frame_id = self.cfg.frame_id
@@ -355,8 +324,8 @@ class MocapBridgeNode(Node):
             if safe != name:
                 self.events.event(f'topic_name:{name}', 'warn',
                                   f"body name '{name}' is not a valid topic name; poses go to "
-                                  f'{POSE_TOPIC.format(body=safe)}')
-            pub = self.create_publisher(PoseStamped, POSE_TOPIC.format(body=safe), SENSOR_QOS)
+                                  f'{MOCAP_POSE_TOPIC.format(body=safe)}')
+            pub = self.create_publisher(PoseStamped, MOCAP_POSE_TOPIC.format(body=safe), MOCAP_QOS)
             self._pose_pubs[name] = pub
         return pub
 
@@ -410,7 +379,7 @@ class MocapBridgeNode(Node):
         self._status_pub.publish(array)
 
     # ------------------------------------------------------------------ shutdown
-    def shutdown(self) -> None:
+    def close(self) -> None:
         """Stop the source and the worker (idempotent); call before destroy_node."""
         source = getattr(self, 'source', None)
         if source is not None:
@@ -425,28 +394,7 @@ class MocapBridgeNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the bridge until Ctrl-C / external shutdown or a failed start-up check."""
-    rclpy.init(args=args)
-    node: MocapBridgeNode | None = None
-    code = 0
-    try:
-        node = MocapBridgeNode()
-        while rclpy.ok() and node.exit_code is None:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        code = node.exit_code or 0
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).error(f'not starting: {exc}')
-        code = EXIT_STARTUP_FAILED
-    except KeyboardInterrupt:
-        pass
-    except rclpy.executors.ExternalShutdownException:
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return code
+    return run_node(MocapBridgeNode, NODE_NAME, args)
 
 
 if __name__ == '__main__':

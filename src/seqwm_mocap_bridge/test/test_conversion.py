@@ -13,7 +13,7 @@ from seqwm_mocap_bridge.conversion import (AxisCheckError, BodyMap, arena_to_sdk
                                            check_reference_body, quat_multiply, sdk_to_arena,
                                            yaw_from_quaternion)
 from seqwm_mocap_bridge.quality import JumpConfig, JumpFilter
-from seqwm_mocap_bridge.throttled_log import ThrottledLog
+from seqwm_common.throttled_log import ThrottledLog
 from seqwm_mocap_bridge.timing import FrameOrder, capture_time_ns, latency_to_ms
 
 finite = st.floats(-5000.0, 5000.0, allow_nan=False)

@@ -189,6 +189,8 @@ class ChainParams:
                              f'got {scale.tolist()}')
         self.action_scale = torch.tensor(scale, **kw)
         self.inv_scale = 1.0 / self.action_scale
+        # the largest filter input an action can ask for (|a| <= 1, |target| <= v_max)
+        self.x_max = torch.minimum(self.action_scale, self.v_max)
         c = butterworth1(settings.cutoff_hz, settings.rate_hz)
         self.b, self.a = c.b, c.a
         self.dt = 1.0 / settings.rate_hz
@@ -212,6 +214,31 @@ def chain_step(p: ChainParams, state: ChainState, action: torch.Tensor,
     v = state.last + torch.minimum(torch.maximum(y - state.last, -max_step), max_step)
     v = torch.minimum(torch.maximum(v, -p.v_max), p.v_max)
     return ChainState(target, y, v), v
+
+
+def chain_inverse(p: ChainParams, state: ChainState, command: torch.Tensor,
+                  dt: torch.Tensor | float | None = None) -> torch.Tensor:
+    """The action whose command (`chain_step` from `state`) is the executable command nearest
+    to `command` (model units, (..., 3)).
+
+    From a state the chain can reach, per axis, one interval of commands: the filter output y
+    spans b (x + x_prev) + a y_prev over the inputs |x| <= x_max, then the acceleration limit
+    and the clamp cut it. The nearest executable command v is `command` clipped to it; the
+    filter output y = v (clipped to the filter's span, which contains the rate-limited interval)
+    gives the input x = (y - a y_prev) / b - x_prev, and the action x / action_scale. So a
+    planner can search over commands, the quantity its world model is trained on, and hand the
+    robot's chain the action that produces the planned command."""
+    c = command * p.action_scale
+    step = p.a_max * (p.dt if dt is None else dt)
+    y_lo = p.b * (state.x_prev - p.x_max) + p.a * state.y_prev
+    y_hi = p.b * (state.x_prev + p.x_max) + p.a * state.y_prev
+    v_lo = state.last + torch.minimum(torch.maximum(y_lo - state.last, -step), step)
+    v_hi = state.last + torch.minimum(torch.maximum(y_hi - state.last, -step), step)
+    v = torch.minimum(torch.maximum(c, v_lo), v_hi)
+    v = torch.minimum(torch.maximum(v, -p.v_max), p.v_max)
+    y = torch.minimum(torch.maximum(v, y_lo), y_hi)
+    x = (y - p.a * state.y_prev) / p.b - state.x_prev
+    return (x * p.inv_scale).clamp(-1.0, 1.0)
 
 
 def chain_rollout(p: ChainParams, state: ChainState, actions: torch.Tensor,

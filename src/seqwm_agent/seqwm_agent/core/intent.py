@@ -26,7 +26,8 @@ configured maximum age it is masked (IntentCache).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from enum import IntEnum
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -185,29 +186,27 @@ class IntentLayout:
         out.age *= keep
         return out
 
-    def shift(self, intent: IntentTensors, steps: int = 1) -> IntentTensors:
-        """Cache rule: the intent as seen `steps` ticks later.
+    def shift(self, intent: IntentTensors, steps: int | torch.Tensor = 1) -> IntentTensors:
+        """Cache rule: the intent as seen `steps` ticks later (an int, or (B,) per row).
 
         Predicted step s..H becomes 0..H-s (latents) and s..H-1 becomes 0..H-1-s (actions);
         the tail holds the last prediction; age of valid slots grows by `steps`.
         """
         self.check(intent)
-        if steps < 0:
-            raise IntentError(f'cannot shift by {steps} < 0 steps')
-        H = self.horizon
-        out = intent.clone()
-        if steps == 0:
-            return out
-        s_z = min(steps, H)
-        z = intent.latents
-        out.latents[:, :, :H + 1 - s_z] = z[:, :, s_z:]
-        out.latents[:, :, H + 1 - s_z:] = z[:, :, H:H + 1]
-        s_a = min(steps, H - 1)
-        a = intent.actions
-        out.actions[:, :, :H - s_a] = a[:, :, s_a:]
-        out.actions[:, :, H - s_a:] = a[:, :, H - 1:H]
-        out.age = intent.age + steps * intent.valid.long()
-        return out
+        B, n, H = intent.batch_size, self.num_agents, self.horizon
+        dev = intent.latents.device
+        s = torch.as_tensor(steps, dtype=torch.long, device=dev).reshape(-1).expand(B)
+        if bool((s < 0).any()):
+            raise IntentError(f'cannot shift by {s.min().item()} < 0 steps')
+        if not bool(s.any()):
+            return intent.clone()
+        # step h of the shifted intent is step min(h + s, last) of the original
+        iz = torch.clamp(torch.arange(H + 1, device=dev)[None] + s[:, None], max=H)     # (B, H+1)
+        ia = torch.clamp(torch.arange(H, device=dev)[None] + s[:, None], max=H - 1)     # (B, H)
+        dz, da = self.latent_dim, self.action_dim
+        z = intent.latents.gather(2, iz[:, None, :, None].expand(B, n, H + 1, dz))
+        a = intent.actions.gather(2, ia[:, None, :, None].expand(B, n, H, da))
+        return IntentTensors(z, a, intent.valid.clone(), intent.age + s[:, None] * intent.valid.long())
 
     def mask_older_than(self, intent: IntentTensors, max_age: int) -> IntentTensors:
         """Copy with every slot whose age exceeds `max_age` ticks masked."""
@@ -265,47 +264,100 @@ class IntentLayout:
         return IntentTensors(z, a, v).to(device)
 
 
-class IntentCache:
-    """The predecessor's last intent and the rule for using it when a tick's intent is missing.
+class CacheMode(IntEnum):
+    """How a tick's predecessor intent was obtained; values equal seqwm_msgs/AgentStatus MODE_*."""
 
-    `update` stores the intent received for `tick`. `lookup(tick)` returns the intent to plan
-    with and a mode: 'fresh' (received for this tick), 'cached' (an older one, shifted by the
-    tick difference) or 'masked' (nothing usable: every slot missing or older than `max_age`).
+    FRESH = 0      # received for this tick
+    CACHED = 1     # an older one, shifted by the tick difference
+    MASKED = 2     # nothing usable: every slot missing or older than max_age
+
+
+class IntentCache:
+    """The predecessor's last intent of each of B teams, and the rule for a missing one.
+
+    `update` stores the intent received for a tick (for some rows). `lookup` returns, per row,
+    the intent to plan with and a mode: fresh (received for this tick), cached (an older one,
+    shifted by the tick difference, slots older than `max_age` masked) or masked (nothing
+    usable). B = 1 on a robot (`tick`, `lookup_one`), one row per environment in simulation.
     """
 
-    def __init__(self, layout: IntentLayout, max_age: int) -> None:
+    def __init__(self, layout: IntentLayout, max_age: int, batch: int = 1,
+                 device: torch.device | str = 'cpu') -> None:
         if max_age < 0:
             raise ValueError(f'max_age must be >= 0, got {max_age}')
         self.layout = layout
         self.max_age = max_age
-        self._intent: IntentTensors | None = None
-        self._tick: int | None = None
+        self.batch = batch
+        self.device = torch.device(device)
+        self.clear()
+
+    def clear(self, rows: torch.Tensor | None = None) -> None:
+        """Forget everything (or the rows where `rows` (B,) is true)."""
+        if rows is None:
+            self._intent = self.layout.empty(self.batch, self.device)
+            self._ticks = torch.zeros(self.batch, dtype=torch.long, device=self.device)
+            self._have = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
+            return
+        self._have &= ~rows.to(self.device)
 
     @property
     def tick(self) -> int | None:
-        """Tick of the stored intent (None before the first one)."""
-        return self._tick
+        """Tick of the stored intent of row 0 (None before the first one)."""
+        return int(self._ticks[0]) if bool(self._have[0]) else None
 
-    def clear(self) -> None:
-        self._intent = None
-        self._tick = None
+    @property
+    def ticks(self) -> torch.Tensor:
+        """(B,) tick of each row's stored intent (meaningless where `have` is false)."""
+        return self._ticks
 
-    def update(self, intent: IntentTensors, tick: int) -> None:
+    @property
+    def have(self) -> torch.Tensor:
+        return self._have
+
+    def update(self, intent: IntentTensors, tick: int | torch.Tensor,
+               rows: torch.Tensor | None = None) -> None:
+        """Store `intent` (batch B) received for `tick` (int or (B,)) in the rows where `rows`
+        (B,) is true (default all)."""
         self.layout.check(intent)
-        if self._tick is not None and tick < self._tick:
-            raise IntentError(f'intent for tick {tick} is older than the cached one ({self._tick})')
-        self._intent = intent.clone()
-        self._tick = int(tick)
+        if intent.batch_size != self.batch:
+            raise IntentError(f'intent batch {intent.batch_size} != cache batch {self.batch}')
+        t = torch.as_tensor(tick, dtype=torch.long, device=self.device).reshape(-1).expand(self.batch)
+        use = torch.ones(self.batch, dtype=torch.bool, device=self.device) if rows is None \
+            else rows.to(self.device)
+        if bool((use & self._have & (t < self._ticks)).any()):
+            raise IntentError(f'intent for tick {t[use].tolist()} is older than the cached one '
+                              f'({self._ticks[use].tolist()})')
+        new = intent.to(self.device)
+        k = use[:, None]
+        self._intent = IntentTensors(torch.where(k[..., None, None], new.latents, self._intent.latents),
+                                     torch.where(k[..., None, None], new.actions, self._intent.actions),
+                                     torch.where(k, new.valid, self._intent.valid),
+                                     torch.where(k, new.age, self._intent.age))
+        self._ticks = torch.where(use, t, self._ticks)
+        self._have = self._have | use
 
-    def lookup(self, tick: int, batch: int = 1,
-               device: torch.device | str = 'cpu') -> tuple[IntentTensors, str]:
-        if self._intent is None or self._tick is None:
-            return self.layout.empty(batch, device), 'masked'
-        if tick < self._tick:
-            raise IntentError(f'lookup for tick {tick} before the cached tick {self._tick}')
-        if tick == self._tick:
-            return self._intent.clone(), 'fresh'
-        shifted = self.layout.mask_older_than(self.layout.shift(self._intent, tick - self._tick),
-                                              self.max_age)
-        mode = 'cached' if bool(shifted.valid.any()) else 'masked'
+    def lookup(self, ticks: int | torch.Tensor) -> tuple[IntentTensors, torch.Tensor]:
+        """(intent (B), mode (B,) CacheMode values) for the tick (int or (B,)) of each row."""
+        t = torch.as_tensor(ticks, dtype=torch.long, device=self.device).reshape(-1).expand(self.batch)
+        if bool((self._have & (t < self._ticks)).any()):
+            raise IntentError(f'lookup for tick {t.tolist()} before the cached tick '
+                              f'{self._ticks.tolist()}')
+        steps = torch.where(self._have, t - self._ticks, torch.zeros_like(t))
+        shifted = self.layout.mask_older_than(self.layout.shift(self._intent, steps), self.max_age)
+        shifted = self.layout.mask(shifted, self._have[:, None].expand_as(shifted.valid))
+        mode = torch.full((self.batch,), int(CacheMode.MASKED), dtype=torch.long, device=self.device)
+        mode = torch.where(shifted.valid.any(dim=1), int(CacheMode.CACHED), mode)
+        mode = torch.where(self._have & (steps == 0), int(CacheMode.FRESH), mode)
         return shifted, mode
+
+    def lookup_one(self, tick: int) -> tuple[IntentTensors, CacheMode]:
+        """Row 0's intent and mode for `tick` (a robot's cache, B = 1)."""
+        intent, mode = self.lookup(tick)
+        return intent, CacheMode(int(mode[0]))
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only some rows (index tensor)."""
+        i = self._intent
+        self._intent = IntentTensors(i.latents[rows], i.actions[rows], i.valid[rows], i.age[rows])
+        self._ticks, self._have = self._ticks[rows], self._have[rows]
+        self.batch = int(self._have.shape[0])

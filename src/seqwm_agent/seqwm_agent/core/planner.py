@@ -26,12 +26,17 @@ Warm start: the next call starts from the previous mean shifted by one step (the
 held), sigma from max_std.
 
 Planning through the command chain (`PlanChain`, docs/core.md): a robot does not execute the
-planner's action a_h but what the command chain (low-pass, acceleration limit, clamp; command.py)
-makes of it from its current state. Given the chain's state, every candidate sequence is first
-run through `chain_rollout` and the world model sees the resulting commands c_h, the same
-quantity the trainer stores as the executed action. Search and warm start stay over a (the
-chain's input); the plan reports both (`actions`: a, `commands`: c; c_0 is what the robot sends,
-and the intent carries c so that successors predict with what is really executed).
+planner's action but what its command chain (low-pass, acceleration limit, clamp; command.py)
+makes of it from the chain's current state. With a chain, the search runs over commands c_h,
+the quantity the world model is trained on (the trainer stores executed commands), and every
+candidate is projected, step by step, onto what the chain can execute from its state
+(`chain_inverse` gives the chain input a_h whose output is the nearest executable command,
+`chain_step` executes it): the world model sees exactly what the robot would do, elites and
+warm start stay inside the executable set, and the plan reports both (`commands`: c, what the
+intent carries to successors; `actions`: a, whose first step is handed to the robot's chain,
+which then sends c_0). Searching over the chain's input instead leaves directions in which the
+acceleration limit makes many inputs give one command; the mean drifts along them and the
+filter remembers the drift (measured in docs/core.md: command error 3-4x larger).
 
 Batch independence: each of the B problems draws its noise from its own generator (`seeds`
 re-seeds them per call) and the KL early stop freezes each problem's distribution when it has
@@ -47,7 +52,7 @@ from typing import Sequence
 
 import torch
 
-from .command import ChainParams, ChainState, chain_rollout, chain_step
+from .command import ChainParams, ChainState, chain_inverse, chain_step
 from .config import PlannerConfig
 from .intent import IntentError, IntentLayout, IntentTensors
 from .lowpass import LowPassCoefficients, butterworth1, filter_sequence
@@ -256,12 +261,9 @@ class SequentialPlanner:
         if Na > 0:
             ws_a = rollout.workspace(B, Na)
             rollout.set_start(ws_a)
-            if through is None:
-                values[:, :Na] = rollout.run(ws_a, sample_actor=True, generators=gens)
-                actions[:, :, :Na] = ws_a.actions
-            else:
-                step = through.stepper(Na, actions[:, :, :Na])
-                values[:, :Na] = rollout.run(ws_a, sample_actor=True, generators=gens, through=step)
+            step = through.stepper(Na) if through is not None else None
+            values[:, :Na] = rollout.run(ws_a, sample_actor=True, generators=gens, through=step)
+            actions[:, :, :Na] = ws_a.actions
         if cfg.init == 'actor':
             # the actor guides the initial distribution: fit it to the actor's candidates, so
             # the Gaussian samples start where the model has seen data
@@ -283,16 +285,16 @@ class SequentialPlanner:
                     torch.randn(eps.shape[1:], generator=g, device=self.device, out=eps[b])
                 if self._filter_matrix is not None:                          # low-pass along H
                     eps = torch.matmul(self._filter_matrix, eps, out=bufs['eps_f'])
-                raw = bufs['raw']
+                c = bufs['raw']
                 torch.addcmul(mean.unsqueeze(2), std.unsqueeze(2),
-                              eps.view(B, H, Np, da).transpose(0, 1), out=raw)
-                raw.clamp_(-1.0, 1.0)
+                              eps.view(B, H, Np, da).transpose(0, 1), out=c)
+                c.clamp_(-1.0, 1.0)
                 if through is None:
-                    ws.actions.copy_(raw)
-                else:
-                    through.commands(raw, ws.actions)
+                    ws.actions.copy_(c)
+                else:                                                        # executable ones
+                    through.project(c, ws.actions)
                 values[:, Na:] = rollout.run(ws)
-                actions[:, :, Na:] = raw
+                actions[:, :, Na:] = ws.actions
             elite_value, idx = torch.topk(values, M, dim=1)                 # (B, M), sorted
             elites = actions.gather(2, idx[None, :, :, None].expand(H, B, M, da))  # (H, B, M, da)
             w = torch.exp(cfg.temperature * (elite_value - elite_value[:, :1]))
@@ -322,15 +324,19 @@ class SequentialPlanner:
         R_m = MIN_ROWS
         ws_m = rollout.workspace(B, R_m)
         rollout.set_start(ws_m)
+        plan_in = mean.unsqueeze(2).expand(H, B, R_m, da)
         if through is None:
-            ws_m.actions.copy_(mean.unsqueeze(2).expand(H, B, R_m, da))
+            ws_m.actions.copy_(plan_in)
+            chain_in = mean
         else:
-            through.commands(mean.unsqueeze(2).expand(H, B, R_m, da), ws_m.actions)
+            raw = torch.empty(H, B, R_m, da, device=self.device)
+            through.project(plan_in, ws_m.actions, raw)
+            chain_in = raw[:, :, 0]
         value = rollout.run(ws_m)[:, 0].clone()
         latents = ws_m.latents[:, :, 0].transpose(0, 1).clone()              # (B, H+1, dz)
         commands = ws_m.actions[:, :, 0].transpose(0, 1).clone()             # (B, H, da)
         self._prev_mean = mean.clone()
-        return PlanResult(actions=mean.transpose(0, 1).contiguous(), commands=commands,
+        return PlanResult(actions=chain_in.transpose(0, 1).contiguous(), commands=commands,
                           latents=latents, value=value, iterations=iterations, time_ms=0.0,
                           std=std.transpose(0, 1).contiguous(), kl=kl,
                           iterations_per_problem=iters)
@@ -351,18 +357,33 @@ class _Through:
         self.dt0 = dt0
         self.B = B
 
-    def commands(self, actions: torch.Tensor, out: torch.Tensor) -> None:
-        """Actions (H, B, R, da) -> commands in model units into `out` (same shape)."""
-        chain_rollout(self.p, self.state.expand(actions.shape[2]), actions, self.dt0, out=out)
+    def _follow(self, state: ChainState, c: torch.Tensor, h: int
+                ) -> tuple[ChainState, torch.Tensor, torch.Tensor]:
+        """Step h: the chain input for command c (model units), the new state, the executed
+        command (model units)."""
+        dt = self.dt0 if h == 0 else None
+        a = chain_inverse(self.p, state, c, dt)
+        state, v = chain_step(self.p, state, a, dt)
+        return state, a, v * self.p.inv_scale
 
-    def stepper(self, R: int, raw_out: torch.Tensor):
-        """For the actor's rollout: step t turns the sampled actions (B * R, da), in place, into
-        commands, keeping the sampled actions in raw_out[t] (B, R, da)."""
+    def project(self, commands: torch.Tensor, out: torch.Tensor,
+                raw_out: torch.Tensor | None = None) -> None:
+        """Commands (H, B, R, da) -> the executable ones into `out` (and the chain inputs that
+        produce them into `raw_out`), step by step from each problem's chain state."""
+        state = self.state.expand(commands.shape[2])
+        for h in range(commands.shape[0]):
+            state, a, c = self._follow(state, commands[h], h)
+            out[h].copy_(c)
+            if raw_out is not None:
+                raw_out[h].copy_(a)
+
+    def stepper(self, R: int):
+        """For the actor's rollout: step t replaces the sampled commands (B * R, da), in place,
+        by the executable ones."""
         state = [self.state.expand(R)]
 
         def step(t: int, a2: torch.Tensor) -> None:
-            a = a2.view(self.B, R, -1)
-            raw_out[t].copy_(a)
-            state[0], v = chain_step(self.p, state[0], a, self.dt0 if t == 0 else None)
-            torch.mul(v, self.p.inv_scale, out=a)
+            c = a2.view(self.B, R, -1)
+            state[0], _, executed = self._follow(state[0], c, t)
+            c.copy_(executed)
         return step

@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Union, get_type_hints
 
 import yaml
 
-TASK_NAMES = ('pushbox', 'gate', 'shepherd')
+from ..task_registry import TASK_NAMES, TASKS
+
 
 
 class ConfigError(ValueError):
@@ -245,8 +246,8 @@ class PushBoxConfig(_TaskConfig):
     """Push a 1.2 m square box onto a target; a lone robot cannot steer it."""
 
     name: ClassVar[str] = 'pushbox'
-    min_robots: ClassVar[int] = 1
-    max_robots: ClassVar[int] = 5
+    min_robots: ClassVar[int] = TASKS['pushbox'].min_robots
+    max_robots: ClassVar[int] = TASKS['pushbox'].max_robots
     box_size: float = 1.2
     box_mass: float = 6.0
     box_friction: float = 0.5
@@ -329,8 +330,8 @@ class GateConfig(_TaskConfig):
     """Pass a 1 m opening in a wall across the arena and reach one's own target, no contact."""
 
     name: ClassVar[str] = 'gate'
-    min_robots: ClassVar[int] = 2
-    max_robots: ClassVar[int] = 5
+    min_robots: ClassVar[int] = TASKS['gate'].min_robots
+    max_robots: ClassVar[int] = TASKS['gate'].max_robots
     episode_s: float = 0.0           # 0: the reference's 5 (n + 1) s (see episode_seconds)
     gate_x: float = 3.5
     gate_y: float = 0.0
@@ -404,8 +405,8 @@ class ShepherdConfig(_TaskConfig):
     """Dogs (the robots) herd a fleeing sheep robot through a gate in a fence into the pen."""
 
     name: ClassVar[str] = 'shepherd'
-    min_robots: ClassVar[int] = 1
-    max_robots: ClassVar[int] = 5
+    min_robots: ClassVar[int] = TASKS['shepherd'].min_robots
+    max_robots: ClassVar[int] = TASKS['shepherd'].max_robots
     sheep_radius: float = 0.2        # DJI RoboMaster EP, 0.32 x 0.24 m
     sheep_mass: float = 3.3
     sheep_max_speed: float = 0.8

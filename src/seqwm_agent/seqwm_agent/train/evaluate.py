@@ -1,14 +1,18 @@
-"""Evaluation exactly as deployment runs, and the `seqwm-eval` command.
+"""Evaluation in deployment form, and the `seqwm-eval` command.
 
-Each agent plans with its own model only (loaded from its own file with `load_agent`) and the
-intent its predecessor produced in this tick (seq), or with no intent (dec); the first planned
-action is executed; no exploration noise. B episodes run at once (one per environment, no
-auto-reset). Finished environments stop being planned for: the planning batch is compacted
-when fewer than half of its rows are still running (each compaction restarts the planners'
-warm start; docs/trainer.md). Seeded: the environments and every planner draw from generators
-seeded from `seed`, so a run is deterministic for a seed, a device and a thread count.
+By default every robot runs what a robot runs (runtime.team.TeamRuntime over runtime.Controller):
+its own model (loaded from its own file), planning through its command chain, the chain's
+command sent to the simulator; intents travel as on the team's network - `--intent-latency-ms`
+after the predecessor started its tick, each lost with probability `--intent-loss`, the intent
+deadline and the cache's cached -> masked fallback of the robot's scheduler - and every robot
+plans alone on what it received. B episodes run at once (one per environment, no auto-reset);
+finished episodes leave the batch when fewer than half are still running (planning is
+batch-independent, so this changes no result). Seeded like robots in deterministic mode: the
+environments, the loss draws and every planner (per team, per tick) draw from streams derived
+from `seed`, so a run is reproducible for a seed, a device and a thread count.
 
-    seqwm-eval models/pushbox --episodes 100 [--seed 0] [--comm seq|dec] [--render]
+    seqwm-eval models/pushbox --episodes 100 [--seed 2026] [--intent-loss 0.3]
+    seqwm-eval models/pushbox --raw-actions      # diagnostic: no command chain (no robot runs it)
 """
 from __future__ import annotations
 
@@ -17,17 +21,20 @@ import json
 import math
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from ..core.checkpoint import load_agent, load_manifest, write_manifest
+from ..core.command import ChainSettings, CommandLimits
 from ..core.config import PlannerConfig
 from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
+from ..runtime.team import LinkConfig, TeamRuntime
 from ..sim import MultiQuadEnv, load_task_config
-from .team import PlannerTeam, actor_act
+from .team import ChainedActors
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -41,19 +48,41 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, c - h), min(1.0, c + h))
 
 
+def chain_settings_of(manifest_chain: dict | None, task_cfg: Any, dt: float) -> ChainSettings:
+    """The chain a model's robots run: the manifest's (recorded by the trainer), else the robots'
+    defaults (CommandLimits, 2 Hz) at the task's velocity limits and the model's rate."""
+    if manifest_chain:
+        return ChainSettings.from_dict(manifest_chain)
+    vx, vy, wz = task_cfg.action_limits
+    return ChainSettings(replace(CommandLimits(), vx=vx, vy=vy, wz=wz), 2.0, 1.0 / dt)
+
+
 @torch.no_grad()
 def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: PlannerConfig,
                  comm: str, episodes: int, seed: int, policy: str = 'planner',
-                 device: str | torch.device = 'cpu', record: bool = False) -> dict[str, Any]:
-    """Run `episodes` episodes in parallel; returns metrics (and the frames of episode 0)."""
+                 device: str | torch.device = 'cpu', record: bool = False,
+                 link: LinkConfig = LinkConfig(), chain: ChainSettings | None = None,
+                 chain_mode: str = 'plan', action_scale: Sequence[float] | None = None
+                 ) -> dict[str, Any]:
+    """Run `episodes` episodes in parallel; returns metrics (and the frames of episode 0).
+
+    policy 'planner': the deployed controller (chain_mode 'plan'; 'after' and 'off' are the
+    diagnostics of runtime.controller.CHAIN_MODES); 'actor': each robot's actor mean, through
+    the same command chain (the trainer's cheap periodic check)."""
     from ..sim.render import EpisodeRecorder
     n = len(models)
     mc = models[0].cfg
+    dt = task_cfg.physics.control_dt
+    chain = chain or chain_settings_of(None, task_cfg, dt)
+    scale = list(action_scale or task_cfg.action_limits)
     layout = IntentLayout(n, planner_cfg.horizon, mc.latent_dim, mc.action_dim)
     env = MultiQuadEnv(task_cfg, episodes, device, seed=seed, auto_reset=False)
     obs = env.reset()
-    team = PlannerTeam(models, layout, planner_cfg, comm, seed) if policy == 'planner' else None
-    gen = torch.Generator(device=device).manual_seed(seed)
+    if policy == 'planner':
+        team = TeamRuntime(models, layout, planner_cfg, chain, scale, episodes, dt, comm, seed,
+                           link, device=device, chain_mode=chain_mode)
+    else:
+        team = ChainedActors(models, layout, chain, scale, episodes, comm, device)
     active = torch.ones(episodes, dtype=torch.bool, device=device)
     rows = torch.arange(episodes, device=device)
     success = torch.zeros(episodes, dtype=torch.bool, device=device)
@@ -62,20 +91,17 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
     recorder = EpisodeRecorder(env, 0) if record else None
     if recorder:
         recorder.record()
-    plans, t0 = 0, time.perf_counter()
+    plans, tick, t0 = 0, 0, time.perf_counter()
     while bool(active.any()):
         if int(active[rows].sum()) * 2 <= rows.numel():
-            rows = active.nonzero().squeeze(1)
-            if team:
-                team.reset()
-        actions = torch.zeros(episodes, n, 3, device=device)
-        if team:
-            actions[rows] = team.act(obs[rows])[0]
-            plans += rows.numel() * n
-        else:
-            actions[rows] = actor_act(models, layout, obs[rows], comm, deterministic=True,
-                                      generator=gen)
-        obs, _, term, trunc, info = env.step(actions)
+            keep = active[rows].nonzero().squeeze(1)
+            rows = rows[keep]
+            team.select(keep)
+        commands = torch.zeros(episodes, n, 3, dtype=torch.float64, device=device)
+        commands[rows] = team.act(obs[rows], tick)[0]
+        plans += rows.numel() * n
+        obs, _, term, trunc, info = env.step_commands(commands)
+        tick += 1
         ended = active & (term | trunc)
         success |= ended & info['success']
         ret = torch.where(ended, info['episode_return'], ret)
@@ -93,6 +119,17 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
            'mean_length_success': float(length[success].float().mean()) if k else None,
            'wall_s': wall, 'plans': plans,
            'ms_per_plan': 1000 * wall / plans if plans else None}
+    if policy == 'planner':
+        modes = team.mode_counts.sum(0).tolist()
+        total = max(sum(modes), 1)
+        out.update({'form': {'plan': 'deployed', 'after': 'chain after planning',
+                             'off': 'raw actions (no command chain)'}[chain_mode],
+                    'chain': chain.to_dict() if chain_mode != 'off' else None,
+                    'intent_latency_ms': 1000 * link.latency_s, 'intent_loss': link.loss,
+                    'intent_deadline_ms': 1000 * link.deadline_s,
+                    'cache_max_age_ticks': link.cache_max_age_ticks,
+                    'mode_fractions': {m: c / total for m, c in zip(('fresh', 'cached', 'masked'),
+                                                                   modes)}})
     if recorder:
         out['frames'] = recorder.frames
     return out
@@ -106,15 +143,45 @@ def load_team(model_dir: str | Path, device: str = 'cpu') -> tuple[list[WorldMod
     return models, manifest
 
 
+def _losses(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(',') if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--intent-loss takes numbers in [0, 1], got {text!r}')
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(f'--intent-loss takes numbers in [0, 1], got {text!r}')
+    return values
+
+
+SUMMARY_KEYS = ('intent_loss', 'success_rate', 'success_ci95', 'successes', 'mean_return',
+                'mean_length', 'mode_fractions')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog='seqwm-eval', description='Evaluate a SeqWM model dir as '
-                                 'deployment runs it (sequential planning, no noise).')
+    ap = argparse.ArgumentParser(prog='seqwm-eval', description='Evaluate a SeqWM model dir in '
+                                 'deployment form: the robots\' runtime, command chain, intent '
+                                 'timing and fallbacks.')
     ap.add_argument('model_dir')
     ap.add_argument('--episodes', type=int, default=100)
     ap.add_argument('--seed', type=int, default=2026, help='evaluation seed (envs and planners)')
     ap.add_argument('--comm', choices=('seq', 'dec'), default=None,
                     help='default: the comm mode the model was trained with')
     ap.add_argument('--policy', choices=('planner', 'actor'), default='planner')
+    ap.add_argument('--intent-loss', type=_losses, default=[0.0], metavar='P[,P...]',
+                    help='probability that an intent message is lost; a list runs one '
+                    'evaluation per value (the robustness table), e.g. 0,0.1,0.3')
+    ap.add_argument('--intent-latency-ms', type=float, default=25.0,
+                    help='from the predecessor starting its tick to its intent arriving '
+                    '(its planning time + the network hop); default: the measured planning p50')
+    ap.add_argument('--intent-deadline-ms', type=float, default=50.0,
+                    help="the agents' intent_deadline_s (node default 50 ms)")
+    ap.add_argument('--cache-max-age', type=int, default=3, help="the agents' cache_max_age_ticks")
+    form = ap.add_mutually_exclusive_group()
+    form.add_argument('--raw-actions', action='store_true',
+                      help='diagnostic: send the planner\'s raw first action, no command chain '
+                      '(no robot runs this)')
+    form.add_argument('--chain-after', action='store_true',
+                      help='diagnostic: plan without the chain, then send through it')
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--threads', type=int, default=1, help='torch threads (results are '
                     'deterministic for a seed and a thread count)')
@@ -129,15 +196,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     comm = args.comm or manifest.training.get('comm', 'seq')
     task_cfg = load_task_config(manifest.training.get('task_config') or manifest.task)
     planner_cfg = PlannerConfig.from_dict(manifest.planner)
-    res = run_episodes(models, task_cfg, planner_cfg, comm, args.episodes, args.seed,
-                       args.policy, args.device, record=args.render)
-    frames = res.pop('frames', None)
-    res.update({'model_dir': str(model_dir), 'model_set_id': manifest.model_set_id,
-                'task': manifest.task, 'planner': planner_cfg.to_dict(), 'device': args.device,
-                'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
-                'torch': torch.__version__})
+    chain = chain_settings_of(manifest.training.get('command_chain'), task_cfg, manifest.dt)
+    scale = [manifest.action_scaling[k] for k in ('vx', 'vy', 'wz')]
+    chain_mode = 'off' if args.raw_actions else 'after' if args.chain_after else 'plan'
+    results, frames = [], None
+    for k, loss in enumerate(args.intent_loss):
+        link = LinkConfig(args.intent_latency_ms / 1000.0, loss, args.intent_deadline_ms / 1000.0,
+                          args.cache_max_age)
+        res = run_episodes(models, task_cfg, planner_cfg, comm, args.episodes, args.seed,
+                           args.policy, args.device, record=args.render and k == 0, link=link,
+                           chain=chain, chain_mode=chain_mode, action_scale=scale)
+        frames = res.pop('frames', None) or frames
+        results.append(res)
+        print(json.dumps({k: res.get(k) for k in ('comm', 'form', 'intent_loss', 'episodes',
+                                                  'success_rate', 'success_ci95', 'mean_return',
+                                                  'mean_length', 'wall_s')}), flush=True)
+    info = {'model_dir': str(model_dir), 'model_set_id': manifest.model_set_id,
+            'task': manifest.task, 'planner': planner_cfg.to_dict(), 'device': args.device,
+            'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
+            'torch': torch.__version__}
+    doc = {**info, 'results': results}
     out = Path(args.out) if args.out else model_dir / 'eval.json'
-    out.write_text(json.dumps(res, indent=2) + '\n')
+    out.write_text(json.dumps(doc, indent=2) + '\n')
     if frames:
         from ..sim.render import render_gif, render_png
         title = (f'{manifest.task} {comm}: episode 0 of eval seed {args.seed}, '
@@ -145,12 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         render_png(frames, task_cfg, out.parent / 'eval_episode0.png', title=title)
         render_gif(frames, task_cfg, out.parent / 'eval_episode0.gif', stride=2, title=title)
     if not args.no_manifest and args.out is None:
-        manifest.evaluation = {k: res[k] for k in ('comm', 'policy', 'episodes', 'seed',
-                                                    'success_rate', 'success_ci95', 'mean_return',
-                                                    'mean_length', 'threads', 'device')}
+        first = results[0]
+        manifest.evaluation = {
+            **{k: first.get(k) for k in ('comm', 'policy', 'form', 'episodes', 'seed',
+                                         'intent_latency_ms', 'intent_deadline_ms',
+                                         'cache_max_age_ticks', 'chain')},
+            'threads': args.threads, 'device': args.device,
+            'results': [{k: r.get(k) for k in SUMMARY_KEYS} for r in results]}
         write_manifest(model_dir, manifest)
-    print(json.dumps({k: res[k] for k in ('comm', 'episodes', 'success_rate', 'success_ci95',
-                                           'mean_return', 'mean_length', 'wall_s')}))
     return 0
 
 

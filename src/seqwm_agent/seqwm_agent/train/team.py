@@ -10,7 +10,8 @@ from typing import Sequence
 
 import torch
 
-from ..core.intent import IntentLayout, IntentTensors
+from ..core.command import ChainSettings, CommandChain
+from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
 
 
@@ -121,35 +122,53 @@ def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Ten
     return out
 
 
-class PlannerTeam:
-    """Deployment-style acting: agent i plans with its own model and its predecessor's intent.
+class ChainedActors:
+    """The team's actors acting through their robots' command chains, B teams at once.
 
-    seq: e^{i+1} = e^i (+) (z^i, a^i) forwarded in order; dec: every agent plans with an empty
-    intent. (cen has no deployment form: it would need successors' plans before they exist.)
-    """
+    What the trainer collects with (and its cheap periodic check): the actor's action (its own
+    sample plus exploration noise, or its mean) is the chain's input, as the planner's action is
+    on a robot; the chain's command is what the simulator executes and what the buffer stores
+    (in model units, command / action_scale). One chain row per team and robot."""
 
-    def __init__(self, models: Sequence[WorldModel], layout: IntentLayout, planner_cfg,
-                 comm: str, seed: int) -> None:
-        from ..core.planner import SequentialPlanner
-        if comm not in ('seq', 'dec'):
-            raise ValueError(f'planning evaluation supports comm seq or dec, not {comm!r} '
-                             '(cen needs every agent\'s plan before any agent plans)')
-        self.layout, self.comm = layout, comm
-        self.planners = [SequentialPlanner(m, layout, planner_cfg, i, seed=seed + 1000 * i)
-                         for i, m in enumerate(models)]
+    def __init__(self, models: Sequence[WorldModel], layout: IntentLayout, chain: ChainSettings,
+                 action_scale: Sequence[float], batch: int, comm: str,
+                 device: torch.device | str = 'cpu', explore_std: float = 0.0,
+                 deterministic: bool = True, generator: torch.Generator | None = None) -> None:
+        self.models, self.layout, self.comm = list(models), layout, comm
+        self.n, self.batch = len(models), batch
+        self.explore_std, self.deterministic, self.generator = explore_std, deterministic, generator
+        self.chain = CommandChain(chain.limits, chain.cutoff_hz, chain.rate_hz, batch * self.n,
+                                  action_scale, device)
 
-    def reset(self) -> None:
-        for p in self.planners:
-            p.reset()
+    @property
+    def action_scale(self) -> torch.Tensor:
+        return self.chain.params.action_scale
 
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, IntentTensors]:
-        """obs (B, n, obs) -> first planned actions (B, n, da) and the last agent's outgoing intent."""
-        B = obs.shape[0]
-        intent = self.layout.empty(B, obs.device)
-        out = torch.zeros(B, len(self.planners), self.layout.action_dim, device=obs.device)
-        for i, planner in enumerate(self.planners):
-            received = intent if self.comm == 'seq' else self.layout.empty(B, obs.device)
-            res = planner.plan(obs[:, i], received)
-            out[:, i] = res.actions[:, 0]
-            intent = self.layout.insert(intent, i, res.latents, res.actions)
-        return out, intent
+    def _through(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B = a.shape[0]
+        cmd, ok = self.chain.step_batch(a.reshape(B * self.n, -1))
+        return cmd.view(B, self.n, -1), ok.view(B, self.n)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, tick: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (B, n, obs_dim) -> commands (B, n, 3) m/s, m/s, rad/s and ok (B, n)."""
+        a = actor_act(self.models, self.layout, obs, self.comm, self.explore_std,
+                      deterministic=self.deterministic, generator=self.generator)
+        return self._through(a)
+
+    @torch.no_grad()
+    def random(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uniform random actions in [-1, 1] through the chain (the trainer's warm-up)."""
+        dev = self.chain.params.device
+        a = torch.rand(batch, self.n, 3, generator=generator, device=dev) * 2 - 1
+        return self._through(a)
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Teams whose episode restarted (B,) bool: their robots start at rest."""
+        self.chain.stop(rows.repeat_interleave(self.n))
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only some teams (index tensor)."""
+        idx = (rows[:, None] * self.n + torch.arange(self.n, device=rows.device)).reshape(-1)
+        self.chain.select(idx)
+        self.batch = int(rows.numel())

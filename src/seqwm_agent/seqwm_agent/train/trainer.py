@@ -4,8 +4,16 @@ Data collection (docs/trainer.md says why): planning every tick in hundreds of e
 too slow on a CPU, so `num_envs` environments act with the actors (the planner's own proposal
 distribution, each conditioned on its predecessors' actor proposals as the planner's intent
 would carry them) plus Gaussian exploration noise, and `plan_envs` environments act with the
-sequential planner (`collect_planner` settings) once every `plan_every` actor steps. The first
-`warmup_env_steps` transitions are uniformly random.
+deployed controllers (runtime.team.TeamRuntime, `collect_planner` settings) once every
+`plan_every` actor steps. The first `warmup_env_steps` transitions are uniformly random.
+
+The command chain is in the loop everywhere: every action (random, actor or planner) is the
+input of the robot's command chain (low-pass, acceleration limit, clamp; one chain state per
+environment and robot, reset with the episode), the simulator executes the chain's command, and
+the buffer stores that command (in model units, command / action_scale) as the action taken. So
+the world model learns the dynamics of what robots execute, and the planner plans through the
+chain (core/planner.py). The chain's settings are recorded in the manifest
+(`training.command_chain`).
 
 Every `eval_every_env_steps` the team is evaluated with the deterministic actors and with the
 planner (`eval_planner` settings); the model dir (`--out`) is rewritten whenever the planner
@@ -33,8 +41,9 @@ from ..sim import MultiQuadEnv, task_config_to_dict
 from .buffer import Batch, ReplayBuffer
 from .config import TrainConfig
 from .curves import plot_learning_curve, read_metrics
-from .evaluate import run_episodes
-from .team import PlannerTeam, actor_act
+from ..runtime.team import LinkConfig, TeamRuntime
+from .evaluate import chain_settings_of, run_episodes
+from .team import ChainedActors
 from .update import SequentialUpdate
 
 
@@ -80,16 +89,28 @@ class Trainer:
         cap = cfg.buffer_size
         self.buffer = ReplayBuffer(cap * cfg.num_envs // total_envs, cfg.num_envs, n, obs_dim,
                                    mc.action_dim, self.device)
-        self.plan_env = self.plan_buffer = self.plan_team = None
+        dt = self.task_cfg.physics.control_dt
+        self.chain = chain_settings_of(None, self.task_cfg, dt)
+        self.action_scale = list(self.task_cfg.action_limits)
+        self.actors = ChainedActors(self.models, self.layout, self.chain, self.action_scale,
+                                    cfg.num_envs, cfg.comm, self.device, cfg.explore_std,
+                                    deterministic=False, generator=self.gen)
+        self.plan_env = self.plan_buffer = self.plan_team = self.plan_actors = None
+        self.plan_tick = 0
         if use_plan:
             self.plan_env = MultiQuadEnv(task_cfg, cfg.plan_envs, self.device, seed=cfg.seed + 1)
             self.plan_buffer = ReplayBuffer(max(cap * cfg.plan_envs // total_envs, 4 * cfg.plan_envs),
                                             cfg.plan_envs, n, obs_dim, mc.action_dim, self.device)
-            self.plan_team = PlannerTeam(self.models, self.layout,
-                                         cfg.planner_config('collect_planner'),
-                                         'dec' if cfg.comm == 'dec' else 'seq', cfg.seed + 3)
-            if cfg.comm == 'cen':      # cen has no planning form: its extra envs use the actor
-                self.plan_team = None
+            self.plan_actors = ChainedActors(self.models, self.layout, self.chain,
+                                             self.action_scale, cfg.plan_envs, cfg.comm,
+                                             self.device, cfg.explore_std, deterministic=False,
+                                             generator=self.gen)
+            if cfg.comm != 'cen':      # cen has no planning form: its extra envs use the actor
+                self.plan_team = TeamRuntime(self.models, self.layout,
+                                             cfg.planner_config('collect_planner'), self.chain,
+                                             self.action_scale, cfg.plan_envs, dt, cfg.comm,
+                                             cfg.seed + 3, LinkConfig(), deterministic=False,
+                                             device=self.device)
         self.obs = self.env.reset()
         self.plan_obs = self.plan_env.reset() if self.plan_env else None
         self.env_steps = 0
@@ -171,7 +192,8 @@ class Trainer:
             dt=self.task_cfg.physics.control_dt,
             order=[f'go2w_{k + 1}' for k in range(self.n)], task=self.task_cfg.name,
             planner=self.cfg.planner_config().to_dict(),
-            training={'comm': self.cfg.comm, 'env_steps': self.env_steps,
+            training={'comm': self.cfg.comm, 'command_chain': self.chain.to_dict(),
+                      'env_steps': self.env_steps,
                       'updates': self.learner.num_updates, 'wall_time_s': round(self.wall_s, 1),
                       'device': str(self.device), 'torch_threads': torch.get_num_threads(),
                       'git_commit': git_commit(), 'seed': self.cfg.seed,
@@ -189,18 +211,23 @@ class Trainer:
         return manifest
 
     # ---- one iteration -------------------------------------------------------------------------
-    def _act(self, obs: torch.Tensor) -> torch.Tensor:
+    def _act(self, obs: torch.Tensor, actors: ChainedActors) -> torch.Tensor:
+        """Commands (B, n, 3) m/s: random in the warm-up, else the actors, through the chain."""
         if self.env_steps < self.cfg.warmup_env_steps:
-            return torch.rand(obs.shape[0], self.n, 3, generator=self.gen, device=self.device) * 2 - 1
-        return actor_act(self.models, self.layout, obs, self.cfg.comm, self.cfg.explore_std,
-                         generator=self.gen)
+            return actors.random(obs.shape[0], self.gen)[0]
+        return actors.act(obs)[0]
 
     def _step(self, env: MultiQuadEnv, buffer: ReplayBuffer, obs: torch.Tensor,
-              actions: torch.Tensor) -> torch.Tensor:
-        nxt, r, term, trunc, info = env.step(actions)
-        buffer.add(obs, actions, r, info['final_obs'], term, trunc)
+              commands: torch.Tensor, resets: list) -> torch.Tensor:
+        """Execute the chain's commands, store them (model units) as the actions taken, and
+        restart the chains (and controllers) of the environments whose episode ended."""
+        nxt, r, term, trunc, info = env.step_commands(commands)
+        scale = torch.as_tensor(self.action_scale, dtype=commands.dtype, device=commands.device)
+        buffer.add(obs, (commands / scale).float(), r, info['final_obs'], term, trunc)
         done = term | trunc
         if bool(done.any()):
+            for who in resets:
+                who.reset(done)
             for R, s in zip(info['episode_return'][done].tolist(), info['success'][done].tolist()):
                 self._recent.append((R, s))
         self.env_steps += obs.shape[0]
@@ -269,15 +296,18 @@ class Trainer:
                 break
             before = self.env_steps
             with torch.no_grad():
-                self.obs = self._step(self.env, self.buffer, self.obs, self._act(self.obs))
+                self.obs = self._step(self.env, self.buffer, self.obs,
+                                      self._act(self.obs, self.actors), [self.actors])
                 if self.plan_env is not None and self.iteration % cfg.plan_every == 0:
                     if self.env_steps < cfg.warmup_env_steps or self.plan_team is None:
-                        a = self._act(self.plan_obs)
+                        cmd = self._act(self.plan_obs, self.plan_actors)
                     else:
-                        a = self.plan_team.act(self.plan_obs)[0]
-                        a = (a + cfg.explore_std * 0.5 * torch.randn(
-                            a.shape, generator=self.gen, device=self.device)).clamp(-1, 1)
-                    self.plan_obs = self._step(self.plan_env, self.plan_buffer, self.plan_obs, a)
+                        # the deployed controllers (MPPI is their exploration)
+                        cmd = self.plan_team.act(self.plan_obs, self.plan_tick)[0]
+                        self.plan_tick += 1
+                    resets = [self.plan_actors] + ([self.plan_team] if self.plan_team else [])
+                    self.plan_obs = self._step(self.plan_env, self.plan_buffer, self.plan_obs, cmd,
+                                               resets)
             self.iteration += 1
             if self.env_steps >= cfg.warmup_env_steps and self.buffer.rows >= self.learner.window:
                 if self.learner.num_updates == 0:

@@ -1,8 +1,9 @@
-"""The agent's control tick without ROS: modes, cache, watchdog, determinism, model checks.
+"""One robot's agent runtime without ROS: modes, cache, watchdog, determinism, model checks.
 
 Real components throughout: a two-robot PushBox model set saved and loaded with the checkpoint
-code, the real planner, intent layout/cache, command chain and observation builder. Time is
-passed explicitly (`now`), so every timing rule is checked exactly.
+code, the real planner, intent layout/cache, command chain, scheduler and observation builder.
+Every tick goes through the runtime's events (`on_intent`, `on_frame`, `on_timer`) as the node
+drives them; time is passed explicitly (`now`), so every timing rule is checked exactly.
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from agent_team import (DT, LEADER_ACTION, MODEL_SET_ID, POSES, TEAM, make_model
 
 from seqwm_agent.core.checkpoint import load_agent
 from seqwm_agent.core.command import CommandLimits
-from seqwm_agent.pipeline import (AgentPipeline, AgentSettings, MocapSample, Mode, PipelineError,
-                                  integrate_plan)
+from seqwm_agent.runtime.agent import (AgentError, AgentRuntime, AgentSettings, Mode,
+                                      integrate_plan)
+from seqwm_agent.runtime.messages import MocapSample
+from seqwm_agent.runtime.scheduler import Trigger
 
 T0 = 1_795_000_000.0          # mocap clock (s): tick k starts at T0 + k * DT
 N0 = 500.0                    # the caller's monotonic clock at tick 0
@@ -35,14 +38,32 @@ def model_dir(tmp_path_factory) -> Path:
 
 def settings(k: int, **kw) -> AgentSettings:
     base = dict(robot_name=TEAM[k], order_index=k, team=TEAM, task='pushbox',
-                predecessor=TEAM[k - 1] if k else '', dt=DT, cache_max_age_ticks=3,
+                predecessor=TEAM[k - 1] if k else '', cache_max_age_ticks=3,
                 stale_timeout_s=0.3)
     base.update(kw)
     return AgentSettings(**base)
 
 
-def pipe(model_dir: Path, k: int, **kw) -> AgentPipeline:
-    return AgentPipeline.load(settings(k, **kw), model_dir)
+def pipe(model_dir: Path, k: int, **kw) -> AgentRuntime:
+    return AgentRuntime.load(settings(k, **kw), model_dir)
+
+
+def step(rt: AgentRuntime, f: MocapSample, intent, t: float):
+    """One tick through the runtime's events: the predecessor's intent (if delivered) before the
+    frame, the frame at `t`, then the deadline timer if the tick waits for an intent."""
+    outs = rt.on_intent(intent, t) if intent is not None else []
+    outs += rt.on_frame(f, t)
+    if rt.next_deadline() is not None:
+        outs += rt.on_timer(rt.next_deadline())
+    ticks = [o for o in outs if o.trigger != Trigger.WATCHDOG]
+    assert len(ticks) == 1, f'the frame started {len(ticks)} ticks'
+    return ticks[0]
+
+
+def watch(rt: AgentRuntime, t: float):
+    """The watchdog timer at `t`: its stop, or None."""
+    stops = [o for o in rt.on_timer(t) if o.trigger == Trigger.WATCHDOG]
+    return stops[0] if stops else None
 
 
 def frame(i: int, poses=None, untracked=(), offset: float = 0.004) -> MocapSample:
@@ -65,8 +86,8 @@ def run_pair(model_dir: Path, ticks: int, deliver=lambda i: True, **kw):
     outs = []
     for i in range(ticks):
         f = frame(i)
-        o0 = p0.tick(f, None, now(i))
-        o1 = p1.tick(f, o0.intent if deliver(i) else None, now(i, 0.01))
+        o0 = step(p0, f, None, now(i))
+        o1 = step(p1, f, o0.intent if deliver(i) else None, now(i, 0.01))
         outs.append((o0, o1))
     return p0, p1, outs
 
@@ -75,7 +96,7 @@ def run_pair(model_dir: Path, ticks: int, deliver=lambda i: True, **kw):
 def test_first_robot_always_plans_fresh_and_fills_only_its_slot(model_dir):
     p0 = pipe(model_dir, 0)
     for i in range(4):
-        out = p0.tick(frame(i), None, now(i))
+        out = step(p0, frame(i), None, now(i))
         assert out.mode == Mode.FRESH and out.reason == '' and not out.stop
         assert out.tick == TICK0 + i and out.stamp_ns == frame(i).stamp_ns
         assert within_limits(out.command)
@@ -138,18 +159,18 @@ def test_lost_intents_use_the_shifted_cache_then_mask_after_max_age_then_recover
 
 def test_intent_arriving_after_its_tick_is_the_cache_for_the_next(model_dir):
     p0, p1 = pipe(model_dir, 0), pipe(model_dir, 1)
-    o0 = p0.tick(frame(0), None, now(0))
-    assert p1.tick(frame(0), o0.intent, now(0, 0.01)).mode == Mode.FRESH
-    o0 = p0.tick(frame(1), None, now(1))
-    assert p1.tick(frame(1), None, now(1, 0.06)).mode == Mode.CACHED     # deadline passed
+    o0 = step(p0, frame(0), None, now(0))
+    assert step(p1, frame(0), o0.intent, now(0, 0.01)).mode == Mode.FRESH
+    o0 = step(p0, frame(1), None, now(1))
+    assert step(p1, frame(1), None, now(1, 0.06)).mode == Mode.CACHED     # deadline passed
     assert p1.receive_intent(o0.intent, now(1, 0.08)) is None              # late, still kept
-    p0.tick(frame(2), None, now(2))
-    out = p1.tick(frame(2), None, now(2, 0.06))
+    step(p0, frame(2), None, now(2))
+    out = step(p1, frame(2), None, now(2, 0.06))
     assert out.mode == Mode.CACHED and math.isclose(out.intent_age_s, DT)  # tick 1 shifted by 1
 
 
 def test_robot_never_heard_from_its_predecessor_plans_masked(model_dir):
-    out = pipe(model_dir, 1).tick(frame(0), None, now(0))
+    out = step(pipe(model_dir, 1), frame(0), None, now(0))
     assert out.mode == Mode.MASKED and 'no intent from go2w_1 yet' in out.reason
     assert out.intent.valid.tolist() == [False, True]
 
@@ -157,7 +178,7 @@ def test_robot_never_heard_from_its_predecessor_plans_masked(model_dir):
 # ---- rejections ---------------------------------------------------------------------------------
 def test_rejected_inputs_are_counted_per_reason_and_never_used(model_dir):
     p0, p1 = pipe(model_dir, 0), pipe(model_dir, 1)
-    o0 = p0.tick(frame(0), None, now(0))
+    o0 = step(p0, frame(0), None, now(0))
     good = o0.intent
     assert p1.receive_intent(replace(good, sender='go2w_9'), now(0)) == 'intent_sender'
     assert p1.receive_intent(replace(good, model_set_id='x'), now(0)) == 'intent_model_set'
@@ -165,15 +186,15 @@ def test_rejected_inputs_are_counted_per_reason_and_never_used(model_dir):
     bad = replace(good, latents=good.latents.copy())
     bad.latents[3] = np.inf
     assert p1.receive_intent(bad, now(0)) == 'intent_nan'
-    assert p1.tick(frame(0), None, now(0, 0.06)).mode == Mode.MASKED    # none of them was used
+    assert step(p1, frame(0), None, now(0, 0.06)).mode == Mode.MASKED    # none of them was used
     assert p1.receive_intent(replace(good, tick=TICK0 - 3), now(0)) == 'intent_past_tick'
     assert p1.receive_intent(replace(good, tick=TICK0 + 50), now(0)) == 'intent_future_tick'
     assert p1.receive_intent(good, now(0, 0.07)) is None                  # late but usable
     assert p1.receive_intent(good, now(0, 0.08)) == 'intent_out_of_order'  # a repeat
     nan_frame = frame(1)
     nan_frame.positions[0, 1] = np.nan
-    assert p1.observe_frame(nan_frame, now(1)).usable                    # go2w_1's pose: held
-    out = p1.tick(nan_frame, None, now(1, 0.06))
+    out = step(p1, nan_frame, None, now(1, 0.06))        # go2w_1's pose NaN: held from tick 0
+    assert p1.observe_frame(nan_frame, now(1)).usable
     assert out.mode == Mode.CACHED
     counts = out.reject_counts
     assert {k: v for k, v in counts.items() if v} == {
@@ -190,75 +211,76 @@ def test_rejected_inputs_are_counted_per_reason_and_never_used(model_dir):
 def test_stale_mocap_stops_after_stale_timeout_then_recovers_from_standstill(model_dir):
     p0 = pipe(model_dir, 0)
     for i in range(6):
-        last = p0.tick(frame(i), None, now(i))
+        last = step(p0, frame(i), None, now(i))
     assert np.abs(last.command).max() > 0.3                       # moving
     t_last = now(5)
-    assert p0.check_watchdog(t_last + 0.29) is None
-    out = p0.check_watchdog(t_last + 0.31)
+    assert watch(p0, t_last + 0.29) is None
+    out = watch(p0, t_last + 0.31)
     assert out.mode == Mode.STOPPED and out.stop and out.stop_key == 'stale_mocap'
     assert out.command.tolist() == [0.0, 0.0, 0.0] and out.intent is None
     assert 'no mocap frame for 0.31 s' in out.reason
-    assert p0.check_watchdog(t_last + 0.35) is None               # one status per dt ...
-    assert p0.check_watchdog(t_last + 0.42).mode == Mode.STOPPED  # ... while it lasts
-    back = p0.tick(frame(20), None, now(20))
+    assert watch(p0, t_last + 0.35) is None               # one status per dt ...
+    assert watch(p0, t_last + 0.42).mode == Mode.STOPPED  # ... while it lasts
+    back = step(p0, frame(20), None, now(20))
     assert back.mode == Mode.FRESH
     assert np.all(np.abs(back.command) <= CommandLimits().acceleration * DT + 1e-12)
 
 
 def test_own_body_untracked_starts_no_tick_and_stops_after_stale_timeout(model_dir):
     p1 = pipe(model_dir, 1)
-    p1.tick(frame(0), None, now(0))
-    for j in range(1, 20):                   # frames keep coming, own body lost
+    step(p1, frame(0), None, now(0))
+    for j in range(1, 20):                   # frames keep coming, own body lost: no tick starts
+        assert p1.on_frame(frame(j, untracked=['go2w_2']), now(j)) == []
         seen = p1.observe_frame(frame(j, untracked=['go2w_2']), now(j))
-        assert not seen.usable and 'untracked' in seen.reason
+        assert not seen.usable and not seen.new and 'untracked' in seen.reason
         if now(j) - now(0) <= 0.3:
-            assert p1.check_watchdog(now(j)) is None
-    out = p1.check_watchdog(now(19, 0.01))
+            assert watch(p1, now(j)) is None
+    out = watch(p1, now(19, 0.01))
     assert out.stop_key == 'own_untracked' and 'own body go2w_2 not measured' in out.reason
     assert p1.reject_counts['mocap_untracked'] == 19
-    direct = p1.tick(frame(30, untracked=['go2w_2']), None, now(30))
+    direct = p1.tick(frame(30, untracked=['go2w_2']), now(30))   # a tick forced on such a frame
     assert direct.mode == Mode.STOPPED and direct.stop_key == 'own_untracked'
 
 
 def test_teammate_and_box_are_held_briefly_then_the_robot_stops(model_dir):
     p0 = pipe(model_dir, 0)
-    assert p0.tick(frame(0), None, now(0)).mode == Mode.FRESH
-    assert p0.tick(frame(1, untracked=['box']), None, now(1)).mode == Mode.FRESH   # held 0.1 s
-    assert p0.tick(frame(3, untracked=['box']), None, now(3)).mode == Mode.FRESH   # held 0.3 s
-    out = p0.tick(frame(4, untracked=['box']), None, now(4))
+    assert step(p0, frame(0), None, now(0)).mode == Mode.FRESH
+    assert step(p0, frame(1, untracked=['box']), None, now(1)).mode == Mode.FRESH   # held 0.1 s
+    assert step(p0, frame(3, untracked=['box']), None, now(3)).mode == Mode.FRESH   # held 0.3 s
+    out = step(p0, frame(4, untracked=['box']), None, now(4))
     assert out.stop_key == 'body_lost' and 'body box not measured for 0.40 s' in out.reason
     fresh = pipe(model_dir, 0)
-    out = fresh.tick(frame(0, untracked=['go2w_2']), None, now(0))
+    out = step(fresh, frame(0, untracked=['go2w_2']), None, now(0))
     assert out.stop_key == 'body_lost' and 'no usable pose of body go2w_2 yet' in out.reason
 
 
 def test_pose_outside_the_arena_stops_the_robot(model_dir):
     outside = {**POSES, 'go2w_1': (8.3, 0.4, 0.0)}
-    out = pipe(model_dir, 0).tick(frame(0, poses=outside), None, now(0))
+    out = step(pipe(model_dir, 0), frame(0, poses=outside), None, now(0))
     assert out.stop and out.stop_key == 'outside_arena'
     assert 'go2w_1 at (8.30, 0.40) outside the arena [0.0, 8.0] x [-2.5, 2.5]' in out.reason
     narrow = pipe(model_dir, 0, arena_bounds=(1.5, 6.0, -2.0, 2.0))
-    assert narrow.tick(frame(0), None, now(0)).stop_key == 'outside_arena'   # x = 1.15 < 1.5
+    assert step(narrow, frame(0), None, now(0)).stop_key == 'outside_arena'   # x = 1.15 < 1.5
 
 
 def test_non_finite_model_output_stops_the_robot(model_dir):
     model, manifest = load_agent(model_dir, 0)
     broken = scaled_copy(model, 1.0, nan=True)
-    p = AgentPipeline(settings(0), broken, manifest)
-    out = p.tick(frame(0), None, now(0))
+    p = AgentRuntime(settings(0), broken, manifest)
+    out = step(p, frame(0), None, now(0))
     assert out.mode == Mode.STOPPED and out.stop_key == 'non_finite_plan'
     assert out.intent is None and out.command.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_an_exception_inside_the_tick_stops_the_robot_with_its_message(model_dir, monkeypatch):
     p = pipe(model_dir, 0)
-    assert p.tick(frame(0), None, now(0)).mode == Mode.FRESH
+    assert step(p, frame(0), None, now(0)).mode == Mode.FRESH
 
     def broken_plan(*args, **kwargs):
         raise RuntimeError('simulated planner failure')
 
-    monkeypatch.setattr(p.planner, 'plan', broken_plan)
-    out = p.tick(frame(1), None, now(1))
+    monkeypatch.setattr(p.controller.planner, 'plan', broken_plan)
+    out = step(p, frame(1), None, now(1))
     assert out.stop_key == 'internal_error'
     assert out.reason == 'internal error: RuntimeError: simulated planner failure'
     assert [e.level for e in p.drain_events() if e.key == 'stop:internal_error'] == ['error']
@@ -266,8 +288,9 @@ def test_an_exception_inside_the_tick_stops_the_robot_with_its_message(model_dir
 
 def test_a_tick_is_planned_once(model_dir):
     p = pipe(model_dir, 0)
-    p.tick(frame(2), None, now(2))
-    again = p.tick(frame(2, offset=0.03), None, now(2, 0.03))
+    step(p, frame(2), None, now(2))
+    assert p.on_frame(frame(2, offset=0.03), now(2, 0.03)) == []   # not its tick's first frame
+    again = p.tick(frame(2, offset=0.06), now(2, 0.06))            # forced: refused
     assert again.stop_key == 'tick_order'
 
 
@@ -276,19 +299,22 @@ def test_lower_deployment_limits_clamp_the_models_velocity_instead_of_rescaling_
     slow = CommandLimits(vx=0.3, vy=0.1, wz=0.05)
     p = pipe(model_dir, 0, limits=slow)
     for i in range(12):
-        out = p.tick(frame(i), None, now(i))
+        out = step(p, frame(i), None, now(i))
         assert within_limits(out.command, slow)
     # the leader wants vx = 0.6 * 1.0 m/s: above the 0.3 limit, so the command saturates at it
-    assert math.isclose(out.command[0], 0.3, abs_tol=1e-9)
-    assert math.isclose(out.command[1], -0.1, abs_tol=1e-9)
+    # (rescaling the model's meaning would give 0.6 * 0.3 = 0.18); the planner, planning over
+    # what this robot's chain can execute, ends within a few % of the bound
+    assert 0.28 <= out.command[0] <= 0.3 and -0.1 <= out.command[1] <= -0.095
 
 
-def test_predicted_trajectory_integrates_the_planned_velocities(model_dir):
+def test_predicted_trajectory_integrates_the_planned_commands(model_dir):
     p = pipe(model_dir, 0)
-    out = p.tick(frame(0), None, now(0))
-    actions = out.intent.actions[:9].reshape(3, 3).astype(np.float64)
-    expected = integrate_plan(POSES['go2w_1'], np.clip(actions, -1, 1) * [1.0, 0.5, 0.5], DT)
+    out = step(p, frame(0), None, now(0))
+    commands = out.intent.actions[:9].reshape(3, 3).astype(np.float64)   # model units
+    expected = integrate_plan(POSES['go2w_1'], commands * [1.0, 0.5, 0.5], DT)
     np.testing.assert_allclose(out.trajectory, expected, atol=1e-6)
+    # the intent carries what the chain sends: its first step is this tick's command
+    np.testing.assert_allclose(commands[0] * [1.0, 0.5, 0.5], out.command, atol=1e-6)
 
 
 # ---- determinism (bag replay) -------------------------------------------------------------------
@@ -314,12 +340,12 @@ def test_replay_can_start_at_a_stale_mocap_stop(model_dir):
     pipeline reproduces the live commands exactly."""
     live = pipe(model_dir, 0)
     for i in range(5):
-        live.tick(frame(i), None, now(i))
-    assert live.check_watchdog(now(4, 0.5)).stop_key == 'stale_mocap'
+        step(live, frame(i), None, now(i))
+    assert watch(live, now(4, 0.5)).stop_key == 'stale_mocap'
     replay = pipe(model_dir, 0)
     for i in range(30, 36):
-        a = live.tick(frame(i), None, now(i))
-        b = replay.tick(frame(i), None, now(i) + 1234.5)   # another clock: only stamps matter
+        a = step(live, frame(i), None, now(i))
+        b = step(replay, frame(i), None, now(i) + 1234.5)   # another clock: only stamps matter
         np.testing.assert_array_equal(a.command, b.command)
         np.testing.assert_array_equal(a.intent.latents, b.intent.latents)
 
@@ -329,7 +355,7 @@ def test_acceleration_limit_uses_the_ticks_capture_times(model_dir):
     acc = CommandLimits().acceleration
     prev, prev_stamp = np.zeros(3), None
     for i in (0, 1, 2, 4, 5):                         # tick 3's frame was lost: 0.2 s step
-        out = p.tick(frame(i), None, now(i))
+        out = step(p, frame(i), None, now(i))
         dt = DT if prev_stamp is None else (out.stamp_ns - prev_stamp) / 1e9
         assert np.all(np.abs(out.command - prev) <= acc * dt + 1e-9)
         prev, prev_stamp = out.command, out.stamp_ns
@@ -338,38 +364,43 @@ def test_acceleration_limit_uses_the_ticks_capture_times(model_dir):
 
 # ---- construction -------------------------------------------------------------------------------
 def test_models_that_do_not_fit_the_robot_are_refused_at_start(tmp_path):
-    wrong_dt = write_team(tmp_path / 'dt', dt=0.05)
-    with pytest.raises(PipelineError, match="dt 0.1 differs from the model's dt 0.05"):
-        AgentPipeline.load(settings(0), wrong_dt)
+    fast = write_team(tmp_path / 'dt', dt=0.05)                 # the manifest fixes dt
+    with pytest.raises(AgentError, match="intent_deadline_s 0.05 must be shorter than the "
+                                         "model's dt 0.05"):
+        AgentRuntime.load(settings(1), fast)
+    assert AgentRuntime.load(settings(1, intent_deadline_s=0.02), fast).dt == 0.05
+    with pytest.raises(AgentError, match='lowpass_cutoff_hz 12.0 must be below the Nyquist'):
+        AgentRuntime.load(settings(0, intent_deadline_s=0.02, lowpass_cutoff_hz=12.0), fast)
     three = ('go2w_1', 'go2w_2', 'go2w_3')
-    with pytest.raises(PipelineError, match='observation'):
-        AgentPipeline.load(settings(0, team=three), write_team(tmp_path / 'ok'))
+    with pytest.raises(AgentError, match='observation'):
+        AgentRuntime.load(settings(0, team=three), write_team(tmp_path / 'ok'))
     corrupt = write_team(tmp_path / 'corrupt')
     data = bytearray((corrupt / 'agent_1.pt').read_bytes())
     data[-10] ^= 0xFF
     (corrupt / 'agent_1.pt').write_bytes(bytes(data))
-    with pytest.raises(PipelineError, match='sha256'):
-        AgentPipeline.load(settings(1), corrupt)
-    AgentPipeline.load(settings(0), corrupt)          # robot 0 loads only its own, intact file
-    with pytest.raises(PipelineError, match='predecessor'):
+    with pytest.raises(AgentError, match='sha256'):
+        AgentRuntime.load(settings(1), corrupt)
+    AgentRuntime.load(settings(0), corrupt)          # robot 0 loads only its own, intact file
+    with pytest.raises(AgentError, match='predecessor'):
         settings(1, predecessor='go2w_7')
-    with pytest.raises(PipelineError, match='robot_name'):
+    with pytest.raises(AgentError, match='robot_name'):
         settings(1, robot_name='go2w_1')
 
 
 def test_planner_overrides_replace_the_manifest_settings(model_dir):
     p = pipe(model_dir, 0, planner_overrides={'iterations': 2, 'early_stop': True})
-    assert p.planner.cfg.iterations == 2 and p.planner.cfg.early_stop
-    assert p.planner.cfg.num_samples == 128                     # from the manifest
-    assert math.isclose(p.planner.cfg.control_hz, 1 / DT)
-    out = p.tick(frame(0), None, now(0))
+    cfg = p.controller.planner.cfg
+    assert cfg.iterations == 2 and cfg.early_stop
+    assert cfg.num_samples == 128                               # from the manifest
+    assert math.isclose(cfg.control_hz, 1 / DT)
+    out = step(p, frame(0), None, now(0))
     assert 1 <= out.planner_iterations <= 2
 
 
 def test_models_built_in_memory_match_the_saved_ones(model_dir):
     model, manifest = load_agent(model_dir, 1)
-    direct = AgentPipeline(settings(1), make_models()[1], manifest)
+    direct = AgentRuntime(settings(1), make_models()[1], manifest)
     loaded = pipe(model_dir, 1)
-    a = direct.tick(frame(0), None, now(0))
-    b = loaded.tick(frame(0), None, now(0))
+    a = step(direct, frame(0), None, now(0))
+    b = step(loaded, frame(0), None, now(0))
     np.testing.assert_array_equal(a.command, b.command)

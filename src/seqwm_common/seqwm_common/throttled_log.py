@@ -37,3 +37,5 @@ class ThrottledLog:
             message = f'{message} [+{folded} similar in the last {now - last:.1f} s]'
         self._log(level, message)
         return True
+
+    __call__ = event

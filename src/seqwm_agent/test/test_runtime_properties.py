@@ -1,11 +1,12 @@
 """Property: whatever the model computes and however frames and intents arrive, every command the
-pipeline emits is finite, inside the velocity limits, and changes by at most a_max * dt between
+runtime emits is finite, inside the velocity limits, and changes by at most a_max * dt between
 ticks (dt = the ticks' capture-time difference; the step into a stop is exempt, the step out of
 one is bounded by a_max * dt_nominal).
 
 No stub: real WorldModels whose weights are scaled by up to 1e6 (saturated, overflowing plans)
 or carry NaN (non-finite plans), the real planner, intent layout, cache and command chain; the
-predecessor's intents come from a real robot-0 pipeline or are garbage of the right size.
+predecessor's intents come from a real robot-0 runtime or are garbage of the right size. Every
+input goes through the runtime's events, as the node delivers them.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_team import DT, POSES, TEAM, make_manifest, make_models, scaled_copy  # noqa: E402
 
 from seqwm_agent.core.command import CommandLimits
-from seqwm_agent.pipeline import AgentPipeline, AgentSettings, MocapSample, Mode
+from seqwm_agent.runtime.agent import AgentRuntime, AgentSettings, Mode
+from seqwm_agent.runtime.messages import MocapSample
 
 BASE = make_models()
 MANIFEST = make_manifest()
@@ -41,7 +43,7 @@ tick_events = st.lists(st.tuples(
 
 def settings_for(k: int, seed: int) -> AgentSettings:
     return AgentSettings(robot_name=TEAM[k], order_index=k, team=TEAM, task='pushbox',
-                         predecessor=TEAM[k - 1] if k else '', dt=DT, cache_max_age_ticks=2,
+                         predecessor=TEAM[k - 1] if k else '', cache_max_age_ticks=2,
                          stale_timeout_s=0.25, limits=LIMITS, seed=seed)
 
 
@@ -75,11 +77,10 @@ class CommandLog:
        seed=st.integers(0, 2 ** 31 - 1), events=tick_events, data=st.data())
 def test_commands_stay_within_velocity_and_acceleration_limits(scale0, scale1, nan0, nan1, seed,
                                                                events, data):
-    p0 = AgentPipeline(settings_for(0, seed), scaled_copy(BASE[0], scale0, nan0), MANIFEST)
-    p1 = AgentPipeline(settings_for(1, seed), scaled_copy(BASE[1], scale1, nan1), MANIFEST)
+    p0 = AgentRuntime(settings_for(0, seed), scaled_copy(BASE[0], scale0, nan0), MANIFEST)
+    p1 = AgentRuntime(settings_for(1, seed), scaled_copy(BASE[1], scale1, nan1), MANIFEST)
     logs = [CommandLog(), CommandLog()]
     stamp, mono = T0, 100.0
-    late = None
     for gap, delay, intent_fate, box_lost, jitter, watchdog in events:
         stamp += gap
         mono += max(gap, 1e-3) + delay
@@ -87,30 +88,26 @@ def test_commands_stay_within_velocity_and_acceleration_limits(scale0, scale1, n
         frame = MocapSample.from_planar(stamp, poses, untracked=['box'] if box_lost else [])
         if watchdog:
             for p, log in zip((p0, p1), logs):
-                out = p.check_watchdog(mono - delay / 2)
-                if out is not None:
+                for out in p.on_timer(mono - delay / 2):
                     log.check(out)
-        for p in (p0, p1):
-            p.observe_frame(frame, mono)
-        if late is not None:
-            p1.receive_intent(late, mono)
-            late = None
-        if not p0.observe_frame(frame, mono).usable or (
-                p0.last_tick is not None and p0.tick_of(frame) <= p0.last_tick):
-            continue                        # the node would not start a tick on this frame
-        out0 = p0.tick(frame, None, mono)
-        logs[0].check(out0)
-        intent = out0.intent
+        outs0 = p0.on_frame(frame, mono)
+        for out in outs0:
+            logs[0].check(out)
+        intent = outs0[-1].intent if outs0 else None
         if intent is not None and intent_fate == 'garbage':
             n = intent.latents.size
             intent.latents = data.draw(st.lists(st.floats(-1e30, 1e30), min_size=n, max_size=n).map(
                 lambda xs: np.asarray(xs, dtype=np.float32)))
-        if intent_fate == 'late':
-            late, intent = intent, None
-        elif intent_fate == 'lost':
-            intent = None
-        out1 = p1.tick(frame, intent, mono + 0.01)
-        logs[1].check(out1)
+        outs1 = p1.on_frame(frame, mono)
+        if intent is not None and intent_fate in ('fresh', 'garbage'):
+            outs1 += p1.on_intent(intent, mono + 0.01)
+        due = p1.next_deadline()
+        if due is not None:
+            outs1 += p1.on_timer(due)
+        if intent is not None and intent_fate == 'late':
+            outs1 += p1.on_intent(intent, (due or mono) + 0.01)
+        for out in outs1:
+            logs[1].check(out)
     for log in logs:
         assert sum(log.count.values()) >= 1
 

@@ -1,4 +1,4 @@
-"""Input validation of the agent pipeline: pure functions, each refusal named by its reason key."""
+"""Input validation of the agent runtime: pure functions, each refusal named by its reason key."""
 from __future__ import annotations
 
 import math
@@ -13,10 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_team import MODEL_SET_ID  # noqa: E402
 
 from seqwm_agent.core.intent import IntentLayout
-from seqwm_agent.pipeline import (REJECT_REASONS, IntentExpectation, IntentMessage, MocapSample,
-                                  Rejected, check_frame, check_intent_tick, integrate_plan,
-                                  intent_message_from_msg, mocap_sample_from_msg, tick_index,
-                                  validate_intent)
+from seqwm_agent.runtime.agent import integrate_plan
+from seqwm_agent.runtime.messages import (IntentMessage, MocapSample, intent_message_from_msg,
+                                          mocap_sample_from_msg)
+from seqwm_agent.runtime.validation import (REJECT_REASONS, IntentExpectation, Rejected,
+                                            check_frame, check_intent_tick, tick_index,
+                                            validate_intent)
 
 LAYOUT = IntentLayout(num_agents=2, horizon=3, latent_dim=16, action_dim=3)
 EXPECT = IntentExpectation(LAYOUT, MODEL_SET_ID, predecessor='go2w_1', predecessor_index=0)

@@ -1,0 +1,209 @@
+"""Conversions between the ROS messages and the runtime's own types, both ways, in one place.
+
+Incoming messages (`mocap_sample_from_msg`, `intent_message_from_msg`) are read duck-typed, so
+rclpy messages and rosbags-deserialised ones (bag replay) go through the same code and give the
+same `MocapSample` / `IntentMessage`. Outgoing messages (`intent_to_msg`, `status_to_msg`,
+`markers_to_msg`) import their ROS message classes when called: the runtime stays importable
+where no ROS message packages are installed (training, evaluation).
+
+No validation here: `validation.py` checks lengths and values of what came in.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:   # pragma: no cover - typing only
+    from .agent import TickOutput
+
+NS_PER_S = 1_000_000_000
+FRAME_ID = 'arena'
+
+
+def stamp_ns(header: Any) -> int:
+    """A std_msgs/Header stamp as integer ns."""
+    return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
+
+
+@dataclass(eq=False)
+class MocapSample:
+    """One mocap frame as the pipeline sees it (a seqwm_msgs/MocapFrame without ROS types).
+
+    stamp_ns: capture time in the arena clock, integer ns (tick = stamp_ns // dt_ns, exact).
+    positions (k, 3) m, orientations (k, 4) quaternion x, y, z, w; names and tracked of length k.
+    """
+
+    stamp_ns: int
+    frame_number: int
+    names: tuple[str, ...]
+    positions: np.ndarray
+    orientations: np.ndarray
+    tracked: tuple[bool, ...]
+
+    @property
+    def stamp(self) -> float:
+        return self.stamp_ns / NS_PER_S
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Identity of the frame (a tick may be called with a frame already observed)."""
+        return (self.stamp_ns, self.frame_number)
+
+    @staticmethod
+    def from_planar(stamp: float, poses: Mapping[str, Sequence[float]], frame_number: int = 0,
+                    untracked: Sequence[str] = ()) -> MocapSample:
+        """A frame from (x, y, yaw) per body (tests, simulation); stamp in seconds."""
+        names = tuple(poses)
+        pos = np.array([[float(p[0]), float(p[1]), 0.0] for p in poses.values()]).reshape(-1, 3)
+        quat = np.array([[0.0, 0.0, math.sin(float(p[2]) / 2), math.cos(float(p[2]) / 2)]
+                         for p in poses.values()]).reshape(-1, 4)
+        return MocapSample(int(round(stamp * NS_PER_S)), int(frame_number), names, pos, quat,
+                           tuple(n not in untracked for n in names))
+
+
+def mocap_sample_from_msg(msg: Any) -> MocapSample:
+    """seqwm_msgs/MocapFrame (rclpy or rosbags deserialised, duck-typed) -> MocapSample.
+
+    No validation here: lengths and values are checked by `check_frame`."""
+    poses = list(msg.poses)
+    pos = np.array([[p.position.x, p.position.y, p.position.z] for p in poses],
+                   dtype=np.float64).reshape(-1, 3)
+    quat = np.array([[p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w]
+                     for p in poses], dtype=np.float64).reshape(-1, 4)
+    return MocapSample(stamp_ns(msg.header), int(msg.frame_number),
+                       tuple(str(n) for n in msg.names), pos, quat,
+                       tuple(bool(t) for t in msg.tracked))
+
+
+@dataclass(eq=False)
+class IntentMessage:
+    """seqwm_msgs/Intent without ROS types: what a robot receives from its predecessor and sends on."""
+
+    tick: int
+    stamp_ns: int
+    model_set_id: str
+    sender: str
+    sender_index: int
+    num_agents: int
+    horizon: int
+    latent_dim: int
+    action_dim: int
+    latents: np.ndarray
+    actions: np.ndarray
+    valid: np.ndarray
+    planner_iterations: int = 0
+    planner_value: float = 0.0
+    planner_time_ms: float = 0.0
+
+
+def intent_message_from_msg(msg: Any) -> IntentMessage:
+    """seqwm_msgs/Intent (rclpy or rosbags deserialised, duck-typed) -> IntentMessage."""
+    return IntentMessage(
+        tick=int(msg.tick),
+        stamp_ns=stamp_ns(msg.header),
+        model_set_id=str(msg.model_set_id), sender=str(msg.sender),
+        sender_index=int(msg.sender_index), num_agents=int(msg.num_agents),
+        horizon=int(msg.horizon), latent_dim=int(msg.latent_dim), action_dim=int(msg.action_dim),
+        latents=np.asarray(msg.latents, dtype=np.float32),
+        actions=np.asarray(msg.actions, dtype=np.float32),
+        valid=np.asarray(msg.valid, dtype=bool),
+        planner_iterations=int(msg.planner_iterations),
+        planner_value=float(msg.planner_value), planner_time_ms=float(msg.planner_time_ms))
+
+
+def time_msg(ns: int) -> Any:
+    """Integer ns -> builtin_interfaces/Time (negative clipped to 0)."""
+    from builtin_interfaces.msg import Time
+    sec, nanosec = divmod(max(int(ns), 0), NS_PER_S)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def _finite32(x: float) -> float:
+    """A float32 message field cannot carry what the planner may produce (inf); clip it."""
+    return max(-3.0e38, min(3.0e38, x)) if math.isfinite(x) else 0.0
+
+
+def intent_to_msg(m: IntentMessage) -> Any:
+    """IntentMessage -> seqwm_msgs/Intent."""
+    from seqwm_msgs.msg import Intent
+    msg = Intent()
+    msg.header.stamp = time_msg(m.stamp_ns)
+    msg.header.frame_id = FRAME_ID
+    msg.tick = int(m.tick)
+    msg.model_set_id = m.model_set_id
+    msg.sender = m.sender
+    msg.sender_index = int(m.sender_index)
+    msg.num_agents, msg.horizon = int(m.num_agents), int(m.horizon)
+    msg.latent_dim, msg.action_dim = int(m.latent_dim), int(m.action_dim)
+    msg.latents = m.latents.astype('float32')
+    msg.actions = m.actions.astype('float32')
+    msg.valid = [bool(v) for v in m.valid]
+    msg.planner_iterations = min(int(m.planner_iterations), 255)
+    msg.planner_value = _finite32(m.planner_value)
+    msg.planner_time_ms = _finite32(m.planner_time_ms)
+    return msg
+
+
+def status_to_msg(out: TickOutput, robot: str, order_index: int) -> Any:
+    """One tick's (or stop's) output -> seqwm_msgs/AgentStatus."""
+    from geometry_msgs.msg import Twist
+    from seqwm_msgs.msg import AgentStatus
+
+    from .validation import REJECT_REASONS
+    msg = AgentStatus()
+    msg.header.stamp = time_msg(out.stamp_ns)
+    msg.header.frame_id = FRAME_ID
+    msg.robot = robot
+    msg.order_index = order_index
+    msg.tick = max(int(out.tick), 0)
+    msg.mode = int(out.mode)
+    msg.trigger = int(out.trigger)
+    msg.wait_ms = _finite32(1000.0 * out.waited_s)
+    msg.reason = out.reason
+    msg.intent_age_s = _finite32(out.intent_age_s)
+    msg.planning_time_ms = _finite32(out.planning_time_ms)
+    msg.planner_iterations = min(int(out.planner_iterations), 255)
+    msg.planner_value = _finite32(out.planner_value)
+    msg.command = Twist()
+    msg.command.linear.x, msg.command.linear.y, msg.command.angular.z = (
+        float(v) for v in out.command)
+    msg.mode_counts = [int(c) for c in out.mode_counts]
+    msg.reject_reasons = list(REJECT_REASONS)
+    msg.reject_counts = [int(out.reject_counts[r]) for r in REJECT_REASONS]
+    return msg
+
+
+# Marker colours (r, g, b) per mode value (fresh, cached, masked, stopped).
+MODE_COLOURS = {0: (0.1, 0.8, 0.2), 1: (0.95, 0.8, 0.1), 2: (1.0, 0.45, 0.0), 3: (0.9, 0.1, 0.1)}
+
+
+def markers_to_msg(out: TickOutput, ns: str, lifetime_s: float) -> Any:
+    """The predicted trajectory: a line strip and one sphere per step; deleted when stopped."""
+    from builtin_interfaces.msg import Duration as DurationMsg
+    from geometry_msgs.msg import Point
+    from visualization_msgs.msg import Marker, MarkerArray
+    array = MarkerArray()
+    for marker_id, kind in ((0, Marker.LINE_STRIP), (1, Marker.SPHERE_LIST)):
+        m = Marker()
+        m.header.stamp = time_msg(out.stamp_ns)
+        m.header.frame_id = FRAME_ID
+        m.ns, m.id, m.type = ns, marker_id, kind
+        if out.trajectory is None:
+            m.action = Marker.DELETE
+        else:
+            m.action = Marker.ADD
+            m.pose.orientation.w = 1.0
+            m.points = [Point(x=float(x), y=float(y), z=0.05) for x, y, _ in out.trajectory]
+            size = 0.04 if kind == Marker.LINE_STRIP else 0.08
+            m.scale.x = m.scale.y = m.scale.z = size
+            r, g, b = MODE_COLOURS[int(out.mode)]
+            m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.9
+            sec = int(lifetime_s)
+            m.lifetime = DurationMsg(sec=sec, nanosec=int((lifetime_s - sec) * NS_PER_S))
+        array.markers.append(m)
+    return array
+
+

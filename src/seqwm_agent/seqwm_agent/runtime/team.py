@@ -1,0 +1,146 @@
+"""B teams of n robots, each robot running the deployed controller, intents passed as on a network.
+
+What a robot team does in one control tick, for B teams at once (simulation: evaluation,
+training collection, the intent-loss robustness check):
+
+    every robot's mocap frame of tick t arrives at time tau_0 = t * dt
+    robot 0 plans at once; for k = 1..n-1, robot k's `Scheduler` waits for robot k-1's intent:
+        it arrives `latency_s` after robot k-1 started its tick (planning + network), unless it
+        is lost (probability `loss`, independently per message);
+        before tau_0 + deadline_s: robot k plans on it (fresh, trigger INTENT), else at the
+        deadline on its cache (cached / masked, trigger DEADLINE) and the late intent, if it
+        comes, is the cache for tick t + 1 - exactly the rules of the robot's runtime.
+    every robot: plan through its command chain, send the chain's command
+
+Each robot plans alone, with its own model, on what it received; `Controller` is the class the
+robot runs (B = 1 there). Seeded: loss draws from one generator, planning from per-team streams
+re-seeded per tick (like a robot in deterministic mode), so a run is reproducible.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ..core.command import ChainSettings
+from ..core.config import PlannerConfig
+from ..core.intent import IntentLayout
+from ..core.world_model import WorldModel
+from .controller import Controller
+from .scheduler import Run, Scheduler, Trigger
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """How intents travel between robots in simulation (the deployment's network and timing)."""
+
+    latency_s: float = 0.025     # from the predecessor starting its tick to its intent arriving
+    loss: float = 0.0            # probability that one intent message is lost
+    deadline_s: float = 0.05     # the agents' intent_deadline_s
+    cache_max_age_ticks: int = 3
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
+            raise ValueError(f'latency_s must be >= 0, got {self.latency_s}')
+        if not 0.0 <= self.loss <= 1.0:
+            raise ValueError(f'loss must lie in [0, 1], got {self.loss}')
+        if not (math.isfinite(self.deadline_s) and self.deadline_s >= 0):
+            raise ValueError(f'deadline_s must be >= 0, got {self.deadline_s}')
+        if self.cache_max_age_ticks < 0:
+            raise ValueError(f'cache_max_age_ticks must be >= 0, got {self.cache_max_age_ticks}')
+
+
+class TeamRuntime:
+    """n deployed controllers over B teams, linked as `LinkConfig` says."""
+
+    def __init__(self, models: Sequence[WorldModel], layout: IntentLayout,
+                 planner_cfg: PlannerConfig, chain: ChainSettings, action_scale: Sequence[float],
+                 batch: int, dt: float, comm: str = 'seq', seed: int = 0,
+                 link: LinkConfig = LinkConfig(), deterministic: bool = True,
+                 device: torch.device | str = 'cpu', chain_mode: str = 'plan') -> None:
+        self.n, self.batch, self.dt, self.comm = len(models), batch, float(dt), comm
+        self.layout, self.link, self.device = layout, link, torch.device(device)
+        self.seed, self.deterministic = int(seed), deterministic
+        self.controllers = [
+            Controller(m, layout, planner_cfg, i, chain, action_scale, batch=batch,
+                       cache_max_age_ticks=link.cache_max_age_ticks, seed=seed + 1000 * i,
+                       comm=comm, device=device, chain_mode=chain_mode)
+            for i, m in enumerate(models)]
+        self._new_schedulers()
+        self.loss_gen = torch.Generator(device='cpu').manual_seed(seed + 17)
+        # per team and robot: counts of fresh / cached / masked ticks, and scheduler triggers
+        self.mode_counts = torch.zeros(self.n, 3, dtype=torch.long)
+        self.trigger_counts = torch.zeros(self.n, len(Trigger), dtype=torch.long)
+        self.team_ids = torch.arange(batch)
+
+    def _new_schedulers(self) -> None:
+        # a stale timeout far beyond an episode: simulated frames never stop coming
+        self.schedulers = [[Scheduler(i, self.link.deadline_s, 1e9, self.dt,
+                                      listens=self.controllers[i].listens)
+                            for _ in range(self.batch)] for i in range(self.n)]
+
+    def _seeds(self, i: int, tick: int) -> list[int] | None:
+        if not self.deterministic:
+            return None
+        base = self.seed + 1000 * i + tick
+        return [base + 100_003 * int(b) for b in self.team_ids]
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, tick: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One control tick of every team: obs (B, n, obs_dim) -> (commands (B, n, 3) in m/s,
+        m/s, rad/s, ok (B, n): a finite plan was commanded)."""
+        B, n, link = self.batch, self.n, self.link
+        t0 = tick * self.dt
+        commands = torch.zeros(B, n, 3, dtype=torch.float64, device=self.device)
+        ok = torch.zeros(B, n, dtype=torch.bool, device=self.device)
+        started = [t0] * B                   # when the previous robot of each team ran its tick
+        prev_out = None
+        for i, ctl in enumerate(self.controllers):
+            lost = torch.rand(B, generator=self.loss_gen) < link.loss
+            on_time = torch.zeros(B, dtype=torch.bool)
+            late = torch.zeros(B, dtype=torch.bool)
+            runs: list[Run] = []
+            for b in range(B):
+                sch = self.schedulers[i][b]
+                arrive = math.inf if (lost[b] or not ctl.listens) else started[b] + link.latency_s
+                got = sch.on_frame(tick, None, True, t0)
+                if not got:          # waiting for robot i-1's intent of this tick
+                    got = (sch.on_intent(tick, arrive) if arrive <= t0 + link.deadline_s
+                           else sch.on_timer(t0 + link.deadline_s))
+                run = got[0]
+                on_time[b] = run.trigger == Trigger.INTENT
+                late[b] = math.isfinite(arrive) and not on_time[b]
+                runs.append(run)
+            if prev_out is not None and bool(on_time.any()):
+                ctl.receive(prev_out.intent, tick, on_time.to(self.device))
+            out = ctl.step(obs[:, i], tick, self.dt, self._seeds(i, tick))
+            if prev_out is not None and bool(late.any()):
+                ctl.receive(prev_out.intent, tick, late.to(self.device))   # cache for t + 1
+            commands[:, i], ok[:, i] = out.commands, out.ok
+            self.mode_counts[i] += torch.bincount(out.mode.cpu(), minlength=3)[:3]
+            self.trigger_counts[i] += torch.bincount(
+                torch.tensor([int(r.trigger) for r in runs]), minlength=len(Trigger))
+            started = [t0 + r.waited_s for r in runs]
+            prev_out = out
+        return commands, ok
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Teams whose episode restarted (B,) bool: robots at rest, caches and warm starts gone."""
+        for ctl in self.controllers:
+            ctl.stop(rows.to(self.device))
+            ctl.forget(rows.to(self.device))
+        for i in range(self.n):
+            for b in rows.nonzero().flatten().tolist():
+                self.schedulers[i][b] = Scheduler(i, self.link.deadline_s, 1e9, self.dt,
+                                                  listens=self.controllers[i].listens)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only some teams (index tensor): the episodes still running."""
+        keep = rows.tolist()
+        for ctl in self.controllers:
+            ctl.select(rows.to(self.device))
+        self.schedulers = [[s[k] for k in keep] for s in self.schedulers]
+        self.team_ids = self.team_ids[rows.cpu()]
+        self.batch = len(keep)

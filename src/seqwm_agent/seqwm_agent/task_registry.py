@@ -1,0 +1,41 @@
+"""The task registry: every fact about a task that more than one part of the stack needs.
+
+Read by the simulator's configs (team-size range), the agent runtime (object bodies it must see
+in each mocap frame), the node graph and launch files (bodies the bridge tracks, team size),
+the trainer and the CLIs (names, default model directory). Declared once, here; plain data
+with no imports, so every layer may read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    min_robots: int
+    max_robots: int
+    default_robots: int
+    object_bodies: tuple[str, ...]     # mocap bodies besides the robots
+    model_dir: str                     # default model directory, relative to the workspace
+
+    def check_team_size(self, n: int) -> None:
+        if not self.min_robots <= n <= self.max_robots:
+            raise ValueError(f'{self.name} supports {self.min_robots}..{self.max_robots} robots, '
+                             f'got {n}')
+
+
+TASKS: dict[str, TaskInfo] = {
+    'pushbox': TaskInfo('pushbox', 1, 5, 2, ('box',), 'models/pushbox'),
+    'gate': TaskInfo('gate', 2, 5, 2, (), 'models/gate'),
+    'shepherd': TaskInfo('shepherd', 1, 5, 2, ('sheep',), 'models/shepherd'),
+}
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+
+
+def task_info(name: str) -> TaskInfo:
+    """The registry entry of `name`; ValueError naming the known tasks otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f'unknown task {name!r}; known tasks: {list(TASK_NAMES)}') from None
