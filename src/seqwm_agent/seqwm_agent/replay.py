@@ -11,9 +11,11 @@ recorded ones, tick by tick, with the mode (fresh / cached / masked / stopped) a
 planner is seeded per tick, so on the same machine and torch build the replayed commands equal
 the recorded ones.
 
-The receive stamps are the recorder's, not the robot's own: a decision that hangs on a margin
-smaller than the recorder's delay (an intent arriving within a millisecond of the deadline) can
-replay differently, and is then reported as a scheduling difference, not hidden.
+Times: frames and the order of events between ticks come from the bag's receive stamps; the
+gap between a tick's frame and the intent it planned on comes from the robot's own record
+(`AgentStatus.trigger`, `wait_ms`), because the recorder runs late by its own load (up to 20 ms
+on the demo's two busy cores, the order of the intent deadline). The scheduler runs a due
+deadline before any later event, so its decisions depend only on these times.
 
 Replay is exact only from a known state. If the bag lacks the robot's first ticks (its status
 `mode_counts` say so), replay goes on but does not compare until the next sync point: a stop
@@ -135,15 +137,28 @@ def _events(bag: Path, robot: str, pred: str, order_index: int):
             im = intent_message_from_msg(msg)
             pred_ticks.add(im.tick)
             events.append((now, seq, 'intent', im))
-    # A fresh tick that ran on an intent the recorder lost: the robot's own outgoing intent of
-    # that tick forwards the predecessor's slots unchanged, delivered when the tick ran.
-    rebuilt = 0
+    # When each predecessor intent reached the robot. The bag's stamps are the recorder's, late
+    # by its own load (on the demo's two busy cores, up to 20 ms behind the robot), which is of
+    # the order of the intent deadline; the robot records its own timing in each status: the
+    # tick's trigger and wait_ms since its frame arrived. An intent the robot ran on (trigger
+    # intent) arrived wait_ms after that frame; any other intent of a planned tick came after
+    # the tick ran. Between ticks, the recorder's stamps order the events.
     frames = {e[3].stamp_ns: e[0] for e in events if e[2] == 'frame'}
+    ran: dict[int, tuple[float, bool]] = {}          # tick -> (time it ran, ran on its intent)
     for t, recs in statuses.items():
         st = recs[0][1]
-        if (pred and t not in pred_ticks and t in own and int(st.mode) == Mode.FRESH
-                and _stamp_ns(st.header) in frames):
-            when = frames[_stamp_ns(st.header)] + float(st.wait_ms) / 1000.0
+        arrived = frames.get(_stamp_ns(st.header))
+        if arrived is not None and int(st.mode) != Mode.STOPPED:
+            ran[t] = (arrived + float(st.wait_ms) / 1000.0, int(st.trigger) == Trigger.INTENT)
+    rebuilt = 0
+    for k, (now, seq, kind, payload) in enumerate(events):
+        if kind == 'intent' and payload.tick in ran:
+            when, on_it = ran[payload.tick]
+            events[k] = (when if on_it else max(now, when + 1e-6), seq, kind, payload)
+    # A fresh tick that ran on an intent the recorder lost: the robot's own outgoing intent of
+    # that tick forwards the predecessor's slots unchanged.
+    for t, (when, on_it) in ran.items():
+        if pred and on_it and t not in pred_ticks and t in own:
             events.append((when, -1, 'intent', predecessor_part(own[t], order_index, pred)))
             rebuilt += 1
     events.sort(key=lambda e: (e[0], e[1]))

@@ -120,5 +120,5 @@ def test_node_process_refuses_to_start_with_a_message_naming_the_parameter(spawn
     assert "intent_deadline_s 0.1 must be shorter than the model's dt 0.1" in spawn.log_text(slow)
     log = spawn.log_text(no_model)
     assert 'manifest' in log and 'Traceback' not in log
-    assert '[go2w_2.no_model]' in log, 'start-up errors are logged under the node name'
+    assert '[go2w_2.agent]: cannot start' in log, 'start-up errors are logged under the node name'
 

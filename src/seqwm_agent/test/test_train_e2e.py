@@ -159,12 +159,47 @@ def test_evaluation_is_deterministic_for_a_seed(trained: Path, tmp_path: Path):
         out = tmp_path / f'eval{k}.json'
         assert evaluate.main([str(trained), '--episodes', '3', '--seed', '7', '--out',
                               str(out)]) == 0
-        results.append(json.loads(out.read_text()))
-    for key in ('success_rate', 'mean_return', 'mean_length', 'successes'):
+        results.append(json.loads(out.read_text())['results'][0])
+    for key in ('success_rate', 'mean_return', 'mean_length', 'successes', 'mode_fractions'):
         assert results[0][key] == results[1][key]
+    assert results[0]['form'] == 'deployed' and results[0]['chain']['cutoff_hz'] == 2.0
     other = tmp_path / 'other.json'
     evaluate.main([str(trained), '--episodes', '3', '--seed', '8', '--out', str(other)])
-    assert json.loads(other.read_text())['mean_return'] != results[0]['mean_return']
+    assert json.loads(other.read_text())['results'][0]['mean_return'] != results[0]['mean_return']
     dec = tmp_path / 'dec.json'
     evaluate.main([str(trained), '--episodes', '2', '--seed', '7', '--comm', 'dec', '--out', str(dec)])
-    assert json.loads(dec.read_text())['comm'] == 'dec'
+    assert json.loads(dec.read_text())['results'][0]['comm'] == 'dec'
+
+
+def test_training_with_the_command_chain_in_the_loop_learns_and_records_the_chain(tmp_path):
+    """Every action the trainer stores is a command the robot's chain produced (inside the
+    velocity limits, rate limited between ticks of one episode), the world model's losses fall,
+    and the manifest records the chain the model was trained with."""
+    from seqwm_agent.core.command import CommandLimits
+    from seqwm_agent.train.config import TrainConfig
+    from seqwm_agent.train.trainer import Trainer
+
+    task = load_task_config('pushbox', overrides={'episode_s': 3.0})
+    cfg = TrainConfig.from_dict({**TINY_TRAIN, 'num_envs': 8, 'total_env_steps': 2400,
+                                 'warmup_env_steps': 160,
+                                 'updates_per_env_step': 0.1, 'eval_every_env_steps': 10 ** 9,
+                                 'plan_envs': 0})
+    tr = Trainer(task, cfg, tmp_path / 'run', tmp_path / 'model', progress=False)
+    tr.run()
+    buf = tr.buffer
+    a = buf.action[:buf.rows].double() * torch.tensor(task.action_limits, dtype=torch.float64)
+    lim = CommandLimits()
+    assert bool((a.abs() <= torch.tensor([task.action_limits]) + 1e-6).all())
+    same_episode = ~(buf.terminated[:buf.rows - 1] | buf.truncated[:buf.rows - 1])   # (T-1, E)
+    step = (a[1:] - a[:-1]).abs()[same_episode]                                     # (k, n, 3)
+    dt = task.physics.control_dt
+    assert bool((step <= torch.tensor(lim.acceleration) * dt + 1e-5).all()), step.max()
+    records = [r for r in map(json.loads, (tmp_path / 'run' / 'metrics.jsonl').read_text()
+                              .splitlines()) if r.get('kind') == 'train' and 'dynamics' in r]
+    assert len(records) >= 4
+    k = len(records) // 3
+    early = sum(r['dynamics'] for r in records[:k]) / k
+    late = sum(r['dynamics'] for r in records[-k:]) / k
+    assert late < 0.8 * early, (early, late)
+    chain = load_manifest(tmp_path / 'model').training['command_chain']
+    assert chain == {'limits': lim.to_dict(), 'cutoff_hz': 2.0, 'rate_hz': 1.0 / dt}

@@ -77,4 +77,5 @@ def test_demo_episode_writes_summary_plot_and_a_bag_that_replays_to_the_same_com
         # robot's first planning tick after its start-up stops, which must exist in the bag
         assert report.skipped_before_sync == 0, report.to_json()
         assert report.mode_mismatches == [], report.to_json()
+        assert report.decisions_identical, report.to_json()   # scheduling replayed too
         assert max(report.max_abs_diff) <= 1e-6, report.to_json()

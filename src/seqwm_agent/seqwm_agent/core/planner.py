@@ -29,14 +29,17 @@ Planning through the command chain (`PlanChain`, docs/core.md): a robot does not
 planner's action but what its command chain (low-pass, acceleration limit, clamp; command.py)
 makes of it from the chain's current state. With a chain, the search runs over commands c_h,
 the quantity the world model is trained on (the trainer stores executed commands), and every
-candidate is projected, step by step, onto what the chain can execute from its state
-(`chain_inverse` gives the chain input a_h whose output is the nearest executable command,
-`chain_step` executes it): the world model sees exactly what the robot would do, elites and
-warm start stay inside the executable set, and the plan reports both (`commands`: c, what the
-intent carries to successors; `actions`: a, whose first step is handed to the robot's chain,
-which then sends c_0). Searching over the chain's input instead leaves directions in which the
-acceleration limit makes many inputs give one command; the mean drifts along them and the
-filter remembers the drift (measured in docs/core.md: command error 3-4x larger).
+candidate is valued as its projection, step by step, onto what the chain can execute from its
+state (`chain_inverse` gives the chain input whose output is the nearest executable command,
+`chain_step` executes it): the world model sees exactly what the robot would do, and the plan
+reports both (`commands`: the executed c, what the intent carries to successors; `actions`: the
+chain inputs, whose first step is handed to the robot's chain, which then sends c_0). The
+sampling distribution is updated from the candidates as drawn, not as projected: a command
+beyond what the chain can reach in one step means "as far as it goes", and averaging projected
+elites would pull every plan inside the reachable set, never accelerating fully. Searching over
+the chain's input instead leaves directions in which the acceleration limit makes many inputs
+give one command; the mean drifts along them and the filter remembers the drift as overshoot
+(docs/core.md §8 has the measurements of the three forms).
 
 Batch independence: each of the B problems draws its noise from its own generator (`seeds`
 re-seeds them per call) and the KL early stop freezes each problem's distribution when it has
@@ -261,9 +264,10 @@ class SequentialPlanner:
         if Na > 0:
             ws_a = rollout.workspace(B, Na)
             rollout.set_start(ws_a)
-            step = through.stepper(Na) if through is not None else None
+            step = through.stepper(Na, actions[:, :, :Na]) if through is not None else None
             values[:, :Na] = rollout.run(ws_a, sample_actor=True, generators=gens, through=step)
-            actions[:, :, :Na] = ws_a.actions
+            if through is None:
+                actions[:, :, :Na] = ws_a.actions
         if cfg.init == 'actor':
             # the actor guides the initial distribution: fit it to the actor's candidates, so
             # the Gaussian samples start where the model has seen data
@@ -294,7 +298,7 @@ class SequentialPlanner:
                 else:                                                        # executable ones
                     through.project(c, ws.actions)
                 values[:, Na:] = rollout.run(ws)
-                actions[:, :, Na:] = ws.actions
+                actions[:, :, Na:] = c
             elite_value, idx = torch.topk(values, M, dim=1)                 # (B, M), sorted
             elites = actions.gather(2, idx[None, :, :, None].expand(H, B, M, da))  # (H, B, M, da)
             w = torch.exp(cfg.temperature * (elite_value - elite_value[:, :1]))
@@ -377,13 +381,14 @@ class _Through:
             if raw_out is not None:
                 raw_out[h].copy_(a)
 
-    def stepper(self, R: int):
-        """For the actor's rollout: step t replaces the sampled commands (B * R, da), in place,
-        by the executable ones."""
+    def stepper(self, R: int, sampled_out: torch.Tensor):
+        """For the actor's rollout: step t keeps the sampled commands (B * R, da) in
+        sampled_out[t] (B, R, da) and replaces them, in place, by the executable ones."""
         state = [self.state.expand(R)]
 
         def step(t: int, a2: torch.Tensor) -> None:
             c = a2.view(self.B, R, -1)
+            sampled_out[t].copy_(c)
             state[0], _, executed = self._follow(state[0], c, t)
             c.copy_(executed)
         return step

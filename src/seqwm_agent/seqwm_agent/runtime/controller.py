@@ -43,7 +43,7 @@ class ControlOutput:
     commands: torch.Tensor     # (B, 3) float64 m/s, m/s, rad/s sent (zeros where not ok)
     ok: torch.Tensor           # (B,) bool: a finite plan was turned into a command
     mode: torch.Tensor         # (B,) CacheMode of the predecessor intent planned on
-    age: torch.Tensor          # (B,) ticks since that intent was predicted (0 when fresh)
+    age: torch.Tensor          # (B,) ticks since the newest intent received (0: fresh or none)
     intent: IntentTensors      # e^{i+1}, batch B
     plan: PlanResult
 
@@ -94,8 +94,7 @@ class Controller:
         if self.listens:
             intent, mode = self.cache.lookup(ticks)
             t = torch.as_tensor(ticks, dtype=torch.long, device=self.device).reshape(-1).expand(B)
-            age = torch.where(self.cache.have & (mode != int(CacheMode.MASKED)),
-                              t - self.cache.ticks, torch.zeros_like(t))
+            age = torch.where(self.cache.have, t - self.cache.ticks, torch.zeros_like(t))
         else:
             intent = self.layout.empty(B, self.device)
             mode = torch.full((B,), int(CacheMode.FRESH), dtype=torch.long, device=self.device)
