@@ -112,7 +112,7 @@ def predecessor_part(own, index: int, predecessor: str):
                    actions=actions.reshape(-1), valid=valid)
 
 
-def _events(bag: Path, robot: str, pred: str, order_index: int):
+def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
     """The robot's input events in receive order, its recorded statuses by tick, and the
     predecessor intents rebuilt for fresh ticks the recorder lost."""
     topics = {'/mocap/frame', f'/{robot}/status'} | ({f'/{pred}/intent', f'/{robot}/intent'}
@@ -143,18 +143,40 @@ def _events(bag: Path, robot: str, pred: str, order_index: int):
     # tick's trigger and wait_ms since its frame arrived. An intent the robot ran on (trigger
     # intent) arrived wait_ms after that frame; any other intent of a planned tick came after
     # the tick ran. Between ticks, the recorder's stamps order the events.
+    # Frames: a tick starts on the first usable frame the robot got, so frames of a recorded
+    # tick older than the one it ran on never reached it (discovery at start-up, a best-effort
+    # drop): they are left out. A tick that ran when the next tick's frame came (trigger
+    # next_frame) got that frame wait_ms after its own.
+    tick_frame = {t: _stamp_ns(recs[0][1].header) for t, recs in statuses.items()}
+    dt_ns = int(round(dt * NS))
+    events = [e for e in events if e[2] != 'frame'
+              or e[3].stamp_ns >= tick_frame.get(e[3].stamp_ns // dt_ns, 0)]
     frames = {e[3].stamp_ns: e[0] for e in events if e[2] == 'frame'}
-    ran: dict[int, tuple[float, bool]] = {}          # tick -> (time it ran, ran on its intent)
+    for t, recs in statuses.items():
+        st = recs[0][1]
+        if int(st.trigger) == Trigger.NEXT_FRAME and t + 1 in tick_frame \
+                and tick_frame[t] in frames and tick_frame[t + 1] in frames:
+            frames[tick_frame[t + 1]] = min(frames[tick_frame[t + 1]],
+                                            frames[tick_frame[t]] + float(st.wait_ms) / 1000.0)
+    events = [(frames[e[3].stamp_ns], *e[1:]) if e[2] == 'frame' else e for e in events]
+    ran: dict[int, tuple[float, bool]] = {}          # tick -> (when its intent came, planned on it)
     for t, recs in statuses.items():
         st = recs[0][1]
         arrived = frames.get(_stamp_ns(st.header))
-        if arrived is not None and int(st.mode) != Mode.STOPPED:
-            ran[t] = (arrived + float(st.wait_ms) / 1000.0, int(st.trigger) == Trigger.INTENT)
+        if arrived is None or int(st.mode) == Mode.STOPPED:
+            continue
+        trigger = int(st.trigger)
+        if trigger == Trigger.INTENT:           # it came while the tick waited
+            ran[t] = (arrived + float(st.wait_ms) / 1000.0, True)
+        elif trigger == Trigger.FRAME and order_index > 0:   # it was in hand before the frame
+            ran[t] = (arrived - 1e-6, True)
+        else:                                   # after the tick ran (or never)
+            ran[t] = (arrived + float(st.wait_ms) / 1000.0 + 1e-6, False)
     rebuilt = 0
     for k, (now, seq, kind, payload) in enumerate(events):
         if kind == 'intent' and payload.tick in ran:
             when, on_it = ran[payload.tick]
-            events[k] = (when if on_it else max(now, when + 1e-6), seq, kind, payload)
+            events[k] = (when if on_it else max(now, when), seq, kind, payload)
     # A fresh tick that ran on an intent the recorder lost: the robot's own outgoing intent of
     # that tick forwards the predecessor's slots unchanged.
     for t, (when, on_it) in ran.items():
@@ -176,7 +198,7 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     settings, _, task_cfg = settings_from_values(values)
     rt = AgentRuntime.load(settings, resolve_path(values['model_dir']), task_cfg)
     events, statuses, first_counts, rebuilt = _events(bag, robot, settings.predecessor,
-                                                      settings.order_index)
+                                                      settings.order_index, rt.dt)
     report = ReplayReport(robot, reconstructed_intents=rebuilt)
     report.ticks = len(statuses)
     report.started_mid_run = sum(first_counts) > 1
@@ -232,10 +254,12 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
         report.tick_index.append(t)
         report.recorded.append(recorded.tolist())
         report.replayed.append(np.asarray(out.command, dtype=float).tolist())
+    # replayed ticks the robot did not record, between its first and last recorded ones (the
+    # bag's ends cut anywhere: the recorder may stop before the robot's last statuses arrive)
     recorded_ticks = set(statuses)
-    first = min(recorded_ticks) if recorded_ticks else 0
+    first, last = (min(recorded_ticks), max(recorded_ticks)) if recorded_ticks else (0, -1)
     report.not_recorded = sorted(t for t, o in replayed.items()
-                                 if t not in recorded_ticks and t > first
+                                 if t not in recorded_ticks and first < t < last
                                  and o.trigger not in (Trigger.WATCHDOG, Trigger.EXTERNAL))
     return report
 

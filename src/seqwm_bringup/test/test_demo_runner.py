@@ -79,3 +79,9 @@ def test_demo_episode_writes_summary_plot_and_a_bag_that_replays_to_the_same_com
         assert report.mode_mismatches == [], report.to_json()
         assert report.decisions_identical, report.to_json()   # scheduling replayed too
         assert max(report.max_abs_diff) <= 1e-6, report.to_json()
+    # the scheduler really decides again: with a deadline too short for any intent, the
+    # replayed robot 2 runs its ticks at the deadline, on the cache, and replay says so
+    params = load_params(run / 'params' / 'go2w_2.agent.yaml', 'go2w_2')
+    hurried = replay(run / 'bag', 'go2w_2', {**params, 'intent_deadline_s': 0.0005})
+    assert not hurried.decisions_identical
+    assert {(rec, got) for _, rec, got in hurried.trigger_mismatches} == {('intent', 'deadline')}
