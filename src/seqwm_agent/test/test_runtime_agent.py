@@ -121,17 +121,23 @@ def test_fresh_intent_is_planned_on_and_forwarded_in_the_outgoing_intent(model_d
 
 
 def test_follower_plans_towards_what_its_predecessor_intends(model_dir):
-    """go2w_2's reward is highest at go2w_1's planned action read from the intent: with the
-    intent its plan matches go2w_1's; with the predecessor masked it has nothing to follow."""
-    _, _, fresh = run_pair(model_dir, 8)
-    _, _, masked = run_pair(model_dir, 8, deliver=lambda i: False)
-    lead = fresh[-1][0].intent.actions[:9].reshape(3, 3)
-    np.testing.assert_allclose(lead[0], LEADER_ACTION, atol=0.1)
-    follow_fresh = fresh[-1][1].intent.actions[9:].reshape(3, 3)
-    follow_masked = masked[-1][1].intent.actions[9:].reshape(3, 3)
+    """go2w_2's reward is highest at go2w_1's planned command read from the intent: with the
+    intent its plan follows go2w_1's (as closely as its own command chain lets it move); with
+    the predecessor masked it has nothing to follow."""
+    _, _, fresh = run_pair(model_dir, 14)
+    _, _, masked = run_pair(model_dir, 14, deliver=lambda i: False)
+
+    def first(intent, k):                   # slot k's planned command of the tick
+        return intent.actions.reshape(2, 3, 3)[k, 0]
+    lead = np.array([first(o0.intent, 0) for o0, _ in fresh[4:]])
+    np.testing.assert_allclose(lead.mean(0), LEADER_ACTION, atol=0.1)
+    gap_fresh = np.mean([np.abs(first(o1.intent, 1) - first(o0.intent, 0))
+                         for o0, o1 in fresh[4:]], axis=0)
+    gap_masked = np.mean([np.abs(first(o1.intent, 1) - first(o0.intent, 0))
+                          for o0, o1 in masked[4:]], axis=0)
     assert masked[-1][1].mode == Mode.MASKED
-    assert np.abs(follow_fresh[0] - lead[0]).max() < 0.15
-    assert np.abs(follow_masked[0] - lead[0]).max() > 0.3
+    assert gap_fresh.max() < 0.12, gap_fresh
+    assert gap_masked.max() > 0.3 and np.all(gap_fresh < gap_masked), (gap_fresh, gap_masked)
 
 
 def test_lost_intents_use_the_shifted_cache_then_mask_after_max_age_then_recover(model_dir):

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .lowpass import butterworth1
+from .validate import number, unknown_keys
 
 AXES = ('vx', 'vy', 'wz')
 
@@ -64,11 +65,7 @@ class CommandLimits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f'command limit {f.name} must be a number, got {value!r}')
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f'command limit {f.name} must be positive and finite, got {value}')
+            number(f'command limit {f.name}', getattr(self, f.name), 0.0, lo_open=True)
 
     @property
     def velocity(self) -> np.ndarray:
@@ -89,10 +86,7 @@ class CommandLimits:
     def from_dict(cls, d: Mapping[str, Any] | None) -> 'CommandLimits':
         """Build from a config/parameter mapping; unknown keys are rejected by name."""
         d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f'unknown command limit(s) {unknown}; known: {sorted(known)}')
+        unknown_keys(cls, d, 'command limits')
         return cls(**{k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
                       for k, v in d.items()})
 
@@ -109,12 +103,9 @@ class ChainSettings:
     rate_hz: float = 10.0
 
     def __post_init__(self) -> None:
-        r, c = self.rate_hz, self.cutoff_hz
-        if isinstance(r, bool) or not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
-            raise ValueError(f'command chain rate_hz must be positive and finite, got {r}')
-        if isinstance(c, bool) or not (isinstance(c, (int, float)) and 0 < c < r / 2):
-            raise ValueError(f'command chain cutoff_hz must lie in (0, rate_hz / 2 = {r / 2}), '
-                             f'got {c}')
+        r = number('command chain rate_hz', self.rate_hz, 0.0, lo_open=True)
+        number('command chain cutoff_hz (below rate_hz / 2)', self.cutoff_hz, 0.0, r / 2,
+               lo_open=True, hi_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {'limits': self.limits.to_dict(), 'cutoff_hz': float(self.cutoff_hz),
@@ -123,9 +114,7 @@ class ChainSettings:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> 'ChainSettings':
         d = dict(d)
-        unknown = sorted(set(d) - {'limits', 'cutoff_hz', 'rate_hz'})
-        if unknown:
-            raise ValueError(f'unknown command chain key(s) {unknown}')
+        unknown_keys(cls, d, 'command chain')
         return cls(CommandLimits.from_dict(d.get('limits')), float(d.get('cutoff_hz', 2.0)),
                    float(d.get('rate_hz', 10.0)))
 

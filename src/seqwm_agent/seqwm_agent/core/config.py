@@ -1,51 +1,31 @@
 """Configuration blocks of the core: world-model widths and planner settings.
 
-Each block is a small dataclass, validated once at construction, loadable from a YAML mapping
-(`from_dict`) and writable back to one (`to_dict`, used by the checkpoint manifest). Unknown
-keys are refused so a misspelt YAML key fails loudly instead of silently keeping a default.
+Each block is a small dataclass, validated once at construction (validate.py, the helper every
+config dataclass uses), loadable from a YAML mapping (`from_dict`) and writable back to one
+(`to_dict`, used by the checkpoint manifest). Unknown keys are refused so a misspelt YAML key
+fails loudly instead of silently keeping a default.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, TypeVar
+
+from .validate import ConfigError, build, integer, number
 
 T = TypeVar('T')
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or out of range; the message names it."""
-
-
 def _from_dict(cls: type[T], data: Mapping[str, Any], block: str) -> T:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f'{block}: expected a mapping, got {type(data).__name__}')
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f'{block}: unknown key(s) {unknown}; known keys are {sorted(known)}')
-    try:
-        return cls(**dict(data))
-    except TypeError as exc:  # missing required key
-        raise ConfigError(f'{block}: {exc}') from None
+    return build(cls, data, block)
 
 
 def _check_int(block: str, name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f'{block}.{name} must be an integer, got {value!r}')
-    if value < low or (high is not None and value > high):
-        bound = f'>= {low}' if high is None else f'in [{low}, {high}]'
-        raise ConfigError(f'{block}.{name} must be {bound}, got {value}')
+    integer(f'{block}.{name}', value, low, high)
 
 
 def _check_float(block: str, name: str, value: Any, low: float, high: float,
                  low_open: bool = False, high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f'{block}.{name} must be a finite number, got {value!r}')
-    if (value < low or (low_open and value == low)) or (value > high or (high_open and value == high)):
-        lo = '(' if low_open else '['
-        hi = ')' if high_open else ']'
-        raise ConfigError(f'{block}.{name} must lie in {lo}{low}, {high}{hi}, got {value}')
+    number(f'{block}.{name}', value, low, high, low_open, high_open)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from ..core.checkpoint import CheckpointError, Manifest, load_agent
 from ..core.command import AXES, ChainSettings, CommandLimits
 from ..core.config import PlannerConfig
 from ..core.intent import IntentLayout, IntentTensors
+from ..core.validate import ConfigError, integer, number
 from ..core.world_model import WorldModel
 from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
@@ -56,7 +57,7 @@ class Mode(IntEnum):
     STOPPED = 3
 
 
-class AgentError(ValueError):
+class AgentError(ConfigError):
     """Settings, model and task do not fit together (raised at construction only)."""
 
 
@@ -117,13 +118,14 @@ class AgentSettings:
         if self.predecessor != want:
             raise AgentError(f'predecessor {self.predecessor!r} does not match the team order '
                              f'(expected {want!r} for order_index {self.order_index})')
-        if self.cache_max_age_ticks < 0:
-            raise AgentError(f'cache_max_age_ticks must be >= 0, got {self.cache_max_age_ticks}')
-        for name in ('stale_timeout_s', 'intent_deadline_s'):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0) or (name == 'stale_timeout_s' and v == 0):
-                raise AgentError(f'{name} must be {"positive" if name[0] == "s" else ">= 0"}, '
-                                 f'got {v}')
+        try:
+            integer('cache_max_age_ticks', self.cache_max_age_ticks, 0)
+            number('stale_timeout_s', self.stale_timeout_s, 0.0, lo_open=True)
+            number('intent_deadline_s', self.intent_deadline_s, 0.0)
+            number('lowpass_cutoff_hz', self.lowpass_cutoff_hz, 0.0, lo_open=True)
+            integer('seed', self.seed, 0)
+        except ConfigError as exc:
+            raise AgentError(str(exc)) from None
         if self.arena_bounds is not None:
             x0, x1, y0, y1 = self.arena_bounds
             if not (x0 < x1 and y0 < y1):

@@ -27,6 +27,7 @@ import torch
 from ..core.command import ChainSettings
 from ..core.config import PlannerConfig
 from ..core.intent import IntentLayout
+from ..core.validate import integer, number
 from ..core.world_model import WorldModel
 from .controller import Controller
 from .scheduler import Run, Scheduler, Trigger
@@ -42,14 +43,10 @@ class LinkConfig:
     cache_max_age_ticks: int = 3
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.latency_s) and self.latency_s >= 0):
-            raise ValueError(f'latency_s must be >= 0, got {self.latency_s}')
-        if not 0.0 <= self.loss <= 1.0:
-            raise ValueError(f'loss must lie in [0, 1], got {self.loss}')
-        if not (math.isfinite(self.deadline_s) and self.deadline_s >= 0):
-            raise ValueError(f'deadline_s must be >= 0, got {self.deadline_s}')
-        if self.cache_max_age_ticks < 0:
-            raise ValueError(f'cache_max_age_ticks must be >= 0, got {self.cache_max_age_ticks}')
+        number('link.latency_s', self.latency_s, 0.0)
+        number('link.loss', self.loss, 0.0, 1.0)
+        number('link.deadline_s', self.deadline_s, 0.0)
+        integer('link.cache_max_age_ticks', self.cache_max_age_ticks, 0)
 
 
 class TeamRuntime:

@@ -19,31 +19,23 @@ from typing import Any, ClassVar, Union, get_type_hints
 
 import yaml
 
+from ..core.validate import ConfigError, check, number, unknown_keys
 from ..task_registry import TASK_NAMES, TASKS
 
 
 
-class ConfigError(ValueError):
-    """A task configuration value is missing, unknown or out of range (message names the key)."""
-
-
 def _check(cond: bool, key: str, msg: str) -> None:
-    if not cond:
-        raise ConfigError(f'{key}: {msg}')
+    check(cond, f'{key}:', msg)
 
 
 def _positive(obj: Any, *names: str) -> None:
     for name in names:
-        v = getattr(obj, name)
-        _check(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, name,
-               f'must be a positive finite number, got {v!r}')
+        number(name, getattr(obj, name), 0.0, lo_open=True)
 
 
 def _non_negative(obj: Any, *names: str) -> None:
     for name in names:
-        v = getattr(obj, name)
-        _check(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name,
-               f'must be a non-negative finite number, got {v!r}')
+        number(name, getattr(obj, name), 0.0)
 
 
 def _range(obj: Any, name: str, lo: float = 0.0) -> None:
@@ -60,11 +52,7 @@ class _FromDict:
         data = dict(data or {})
         hints = get_type_hints(cls)
         kwargs = {}
-        known = {f.name for f in dataclasses.fields(cls) if f.init}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f'{prefix}{unknown[0]}: unknown key for {cls.__name__} '
-                              f'(known: {", ".join(sorted(known))})')
+        unknown_keys(cls, data, f'{prefix}{cls.__name__}')
         for f in dataclasses.fields(cls):
             if f.name not in data or not f.init:
                 continue

@@ -7,13 +7,14 @@ are sized for a CPU (docs/trainer.md says why).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from ..core.config import ConfigError, ModelConfig, PlannerConfig
+from ..core.validate import build, choice, integer, number
 
 COMM_MODES = ('seq', 'dec', 'cen')
 
@@ -63,31 +64,21 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         b = 'train'
-        if self.comm not in COMM_MODES:
-            raise ConfigError(f'{b}.comm must be one of {COMM_MODES}, got {self.comm!r}')
+        choice(f'{b}.comm', self.comm, COMM_MODES)
         for name in ('num_envs', 'total_env_steps', 'batch_size', 'buffer_size', 'horizon',
                      'td_steps', 'eval_episodes'):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f'{b}.{name} must be a positive integer, got {v!r}')
+            integer(f'{b}.{name}', getattr(self, name), 1)
         for name in ('warmup_env_steps', 'pretrain_updates', 'plan_envs', 'plan_every',
                      'eval_every_env_steps', 'seed'):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f'{b}.{name} must be an integer >= 0, got {v!r}')
+            integer(f'{b}.{name}', getattr(self, name), 0)
         for name in ('mask_prob', 'shuffle_prob', 'rho', 'tau', 'scale_tau'):
-            v = getattr(self, name)
-            if not 0.0 <= float(v) <= 1.0:
-                raise ConfigError(f'{b}.{name} must lie in [0, 1], got {v!r}')
-        if not 0.0 < self.discount <= 1.0:
-            raise ConfigError(f'{b}.discount must lie in (0, 1], got {self.discount}')
+            number(f'{b}.{name}', getattr(self, name), 0.0, 1.0)
+        number(f'{b}.discount', self.discount, 0.0, 1.0, lo_open=True)
         for name in ('updates_per_env_step', 'lr', 'grad_clip', 'encoder_lr_scale'):
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f'{b}.{name} must be > 0, got {getattr(self, name)!r}')
+            number(f'{b}.{name}', getattr(self, name), 0.0, lo_open=True)
         for name in ('dynamics_coef', 'reward_coef', 'q_coef', 'entropy_coef', 'explore_std',
                      'max_wall_s', 'checkpoint_every_s'):
-            if float(getattr(self, name)) < 0:
-                raise ConfigError(f'{b}.{name} must be >= 0, got {getattr(self, name)!r}')
+            number(f'{b}.{name}', getattr(self, name), 0.0)
         self.planner_config()     # validate the planner blocks now, with their key names
         self.planner_config('eval_planner')
         self.planner_config('collect_planner')
@@ -110,12 +101,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> TrainConfig:
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f'train: unknown key(s) {unknown}; known keys are {sorted(known)}')
-        return cls(**data)
+        return build(cls, dict(data or {}), 'train')
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
