@@ -7,8 +7,10 @@ network is the hand-built tracking reward of core/toy.py (follow robot 0), so th
 real optimum and the KL early stop has something to converge to; all other networks are
 randomly initialised. Timing does not depend on the weights, only the early-stop count does.
 
-Figures: plan latency p50/p99 without and with the KL early stop (the two are interleaved, so
-machine noise hits both alike), matmul FLOPs per plan counted from the layer shapes, achieved
+Figures: plan latency p50/p99 without and with the KL early stop, and planning through the
+command chain as a robot does (`through_chain`: candidates valued as the commands the chain
+executes from a moving state; the three are interleaved, so machine noise hits all alike, and
+`chain_overhead` is its p50 over the plain one), matmul FLOPs per plan counted from the layer shapes, achieved
 GFLOP/s at the p50 latency, and the single-thread fp32 matmul peak measured in the same run.
 Prints one JSON object.
 """
@@ -24,9 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import emit, matmul_peak_gflops, percentile_ms  # noqa: E402
 
+from seqwm_agent.core.command import ChainParams, ChainSettings, ChainState  # noqa: E402
 from seqwm_agent.core.config import ModelConfig, PlannerConfig  # noqa: E402
 from seqwm_agent.core.intent import IntentLayout  # noqa: E402
-from seqwm_agent.core.planner import SequentialPlanner  # noqa: E402
+from seqwm_agent.core.planner import PlanChain, SequentialPlanner  # noqa: E402
 from seqwm_agent.core.toy import tracking_model  # noqa: E402
 
 WARMUP = 15
@@ -69,20 +72,24 @@ def main() -> None:
                            torch.rand(1, pc.horizon, mc.action_dim, generator=g) * 1.6 - 0.8)
     obs = torch.randn(1, mc.obs_dim, generator=g)
     planners = {'full': SequentialPlanner(model, layout, pc, agent_index=1, seed=0),
-                'early_stop': SequentialPlanner(model, layout, pc, agent_index=1, seed=0)}
-    early = {'full': False, 'early_stop': True}
+                'early_stop': SequentialPlanner(model, layout, pc, agent_index=1, seed=0),
+                'through_chain': SequentialPlanner(model, layout, pc, agent_index=1, seed=0)}
+    early = {'full': False, 'early_stop': True, 'through_chain': False}
+    moving = ChainState(*(torch.tensor([[0.3, -0.1, 0.2]], dtype=torch.float64) for _ in range(3)))
+    chain = PlanChain(ChainParams(ChainSettings(), (1.0, 0.5, 0.5)), moving, 0.1)
+    chains = {'full': None, 'early_stop': None, 'through_chain': chain}
 
     peak_before = matmul_peak_gflops()
     for name, pl in planners.items():
         for _ in range(WARMUP):
-            pl.plan(obs, intent, early_stop=early[name])
+            pl.plan(obs, intent, early_stop=early[name], chain=chains[name])
     times: dict[str, list[float]] = {k: [] for k in planners}
     iterations: dict[str, list[int]] = {k: [] for k in planners}
     t_start = time.perf_counter()
     for _ in range(PLANS):
         for name, pl in planners.items():
             t0 = time.perf_counter()
-            result = pl.plan(obs, intent, early_stop=early[name])
+            result = pl.plan(obs, intent, early_stop=early[name], chain=chains[name])
             times[name].append(time.perf_counter() - t0)
             iterations[name].append(result.iterations)
     wall = time.perf_counter() - t_start
@@ -113,6 +120,7 @@ def main() -> None:
             'gflops_at_p50': round(gflops, 1),
             'fraction_of_matmul_peak': round(gflops / peak, 3),
         }
+    figures['chain_overhead'] = round(figures['through_chain']['p50_ms'] / figures['full']['p50_ms'], 3)
     figures['target'] = {'p50_ms_max': 20.0, 'fraction_of_peak_min': 0.5,
                          'met_full': figures['full']['p50_ms'] <= 20.0
                          and figures['full']['fraction_of_matmul_peak'] >= 0.5}

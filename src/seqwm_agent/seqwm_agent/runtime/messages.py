@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-
-if TYPE_CHECKING:   # pragma: no cover - typing only
-    from .agent import TickOutput
 
 NS_PER_S = 1_000_000_000
 FRAME_ID = 'arena'
@@ -147,12 +144,11 @@ def intent_to_msg(m: IntentMessage) -> Any:
     return msg
 
 
-def status_to_msg(out: TickOutput, robot: str, order_index: int) -> Any:
-    """One tick's (or stop's) output -> seqwm_msgs/AgentStatus."""
+def status_to_msg(out: Any, robot: str, order_index: int) -> Any:
+    """One tick's (or stop's) `agent.TickOutput` -> seqwm_msgs/AgentStatus. Its reject_counts
+    hold every REJECT_REASONS key in that order (stable for monitors)."""
     from geometry_msgs.msg import Twist
     from seqwm_msgs.msg import AgentStatus
-
-    from .validation import REJECT_REASONS
     msg = AgentStatus()
     msg.header.stamp = time_msg(out.stamp_ns)
     msg.header.frame_id = FRAME_ID
@@ -171,8 +167,8 @@ def status_to_msg(out: TickOutput, robot: str, order_index: int) -> Any:
     msg.command.linear.x, msg.command.linear.y, msg.command.angular.z = (
         float(v) for v in out.command)
     msg.mode_counts = [int(c) for c in out.mode_counts]
-    msg.reject_reasons = list(REJECT_REASONS)
-    msg.reject_counts = [int(out.reject_counts[r]) for r in REJECT_REASONS]
+    msg.reject_reasons = list(out.reject_counts)
+    msg.reject_counts = [int(c) for c in out.reject_counts.values()]
     return msg
 
 
@@ -180,7 +176,7 @@ def status_to_msg(out: TickOutput, robot: str, order_index: int) -> Any:
 MODE_COLOURS = {0: (0.1, 0.8, 0.2), 1: (0.95, 0.8, 0.1), 2: (1.0, 0.45, 0.0), 3: (0.9, 0.1, 0.1)}
 
 
-def markers_to_msg(out: TickOutput, ns: str, lifetime_s: float) -> Any:
+def markers_to_msg(out: Any, ns: str, lifetime_s: float) -> Any:
     """The predicted trajectory: a line strip and one sphere per step; deleted when stopped."""
     from builtin_interfaces.msg import Duration as DurationMsg
     from geometry_msgs.msg import Point
