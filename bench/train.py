@@ -1,7 +1,8 @@
 """Trainer throughput on ONE CPU thread (and on CUDA when present), with in-run baselines.
 
 What bounds a `seqwm-train` run is (a) one sequential update of the whole team and (b) one
-collection tick (actors for `num_envs` envs + a simulator step + a buffer write). Both are timed
+collection tick (actors for `num_envs` envs + their command chains + a simulator step + a buffer
+write, as the trainer collects). Both are timed
 with the shipped PushBox config (`config/pushbox.yaml` train:, 2 robots, PushBox-size model,
 batch 256), best-of-five medians, and combined into the env-steps/s the config's update ratio
 allows (`updates_per_env_step` updates per transition; the planner envs are left out).
@@ -32,7 +33,8 @@ from seqwm_agent.sim import MultiQuadEnv, load_task_config  # noqa: E402
 from seqwm_agent.train.buffer import ReplayBuffer  # noqa: E402
 from seqwm_agent.train.cli import task_yaml  # noqa: E402
 from seqwm_agent.train.config import load_train_config  # noqa: E402
-from seqwm_agent.train.team import actor_act  # noqa: E402
+from seqwm_agent.train.evaluate import chain_settings_of  # noqa: E402
+from seqwm_agent.train.team import ChainedActors  # noqa: E402
 from seqwm_agent.train.update import SequentialUpdate  # noqa: E402
 
 
@@ -71,12 +73,18 @@ def measure(device: str) -> dict:
     gen = torch.Generator(device=device).manual_seed(0)
     obs = env.reset()
 
-    def tick() -> None:
+    chain = chain_settings_of(None, task, task.physics.control_dt)
+    scale = torch.tensor(task.action_limits, dtype=torch.float64, device=device)
+    actors = ChainedActors(models, layout, chain, task.action_limits, base.num_envs, base.comm,
+                           device, base.explore_std, deterministic=False, generator=gen)
+
+    def tick() -> None:       # as the trainer collects: actors -> command chain -> sim -> buffer
         nonlocal obs
         with torch.no_grad():
-            a = actor_act(models, layout, obs, base.comm, base.explore_std, generator=gen)
-            nxt, r, term, trunc, info = env.step(a)
-            buf.add(obs, a, r, info['final_obs'], term, trunc)
+            cmd = actors.act(obs)[0]
+            nxt, r, term, trunc, info = env.step_commands(cmd)
+            buf.add(obs, (cmd / scale).float(), r, info['final_obs'], term, trunc)
+            actors.reset(term | trunc)
             obs = nxt
 
     for _ in range(base.horizon + base.td_steps + 8):      # enough rows for update windows

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from seqwm_agent.task_registry import TASK_NAMES
 
 from .graph import split_names
 from .runner import TeamRunner, team_nodes, workspace_root
@@ -160,8 +161,6 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
 
 def plot_trajectory(rec: Recorder, task: str, robots: list[str], episode: dict | None, path: Path) -> None:
     """Top view from the arena's true poses, drawn by the simulator's own renderer."""
-    import torch
-
     from seqwm_agent.sim.config import load_task_config
     from seqwm_agent.sim.observation import Snapshot
     from seqwm_agent.sim.render import render_png
@@ -247,7 +246,7 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description='Run one simulated SeqWM episode over real ROS 2.')
-    ap.add_argument('--task', default='pushbox', choices=('pushbox', 'gate', 'shepherd'))
+    ap.add_argument('--task', default='pushbox', choices=TASK_NAMES)
     ap.add_argument('--robots', default='')
     ap.add_argument('--model-dir', default=None, help='default: config agent.model_dir')
     ap.add_argument('--config', default=None)

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqwm_agent.task_registry import TASK_NAMES
+
 from .graph import NodeSpec, build_graph, load_config, params_yaml, ros_args, split_names
 
 
@@ -147,7 +149,7 @@ def team_nodes(task: str, robots: list[str] | None, config_path: str | None,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description='Run a SeqWM team as processes (no launch_ros needed).')
-    ap.add_argument('--task', default='pushbox', choices=('pushbox', 'gate', 'shepherd'))
+    ap.add_argument('--task', default='pushbox', choices=TASK_NAMES)
     ap.add_argument('--robots', default='', help="e.g. 'go2w_1,go2w_2' (default: config)")
     ap.add_argument('--order', default='', help='planning order (default: robots)')
     ap.add_argument('--config', default=None, help='bringup YAML (default: installed config)')

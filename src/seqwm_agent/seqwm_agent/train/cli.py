@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from ..sim import load_task_config
+from ..task_registry import TASK_NAMES, task_info
 from ..sim.config import config_dir
 from .config import COMM_MODES, load_train_config
 
@@ -31,8 +32,10 @@ def task_yaml(task: str) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='seqwm-train', description=__doc__.split('\n')[0])
-    ap.add_argument('--task', default='pushbox', help='task name (config/<task>.yaml) or YAML path')
-    ap.add_argument('--out', default=None, help='model dir to write (default models/<task>)')
+    ap.add_argument('--task', default='pushbox', help=f'task name ({", ".join(TASK_NAMES)}: '
+                    'config/<task>.yaml) or a task YAML path')
+    ap.add_argument('--out', default=None, help="model dir to write (default: the task "
+                    "registry's, models/<task>)")
     ap.add_argument('--run-dir', default=None, help='checkpoints and logs (default runs/<task>_<comm>)')
     ap.add_argument('--comm', choices=COMM_MODES, default=None, help='override train.comm')
     ap.add_argument('--seed', type=int, default=None)
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from .trainer import Trainer
     run_dir = Path(args.run_dir or f'runs/{task_cfg.name}_{cfg.comm}')
-    out = Path(args.out or f'models/{task_cfg.name}')
+    out = Path(args.out or task_info(task_cfg.name).model_dir)
     trainer = Trainer(task_cfg, cfg, run_dir, out, args.device, progress=not args.no_progress)
     if args.export_only:
         try:
