@@ -230,20 +230,6 @@ def chain_inverse(p: ChainParams, state: ChainState, command: torch.Tensor,
     return (x * p.inv_scale).clamp(-1.0, 1.0)
 
 
-def chain_rollout(p: ChainParams, state: ChainState, actions: torch.Tensor,
-                  dt0: torch.Tensor | float | None = None, out: torch.Tensor | None = None
-                  ) -> torch.Tensor:
-    """Commands in model units (command / action_scale) for action sequences (H, ..., 3) run
-    from `state` (broadcast to (..., 3)): what the robot would execute step by step. The first
-    step uses `dt0` (the real time since the last command), the others the nominal period."""
-    if out is None:
-        out = torch.empty_like(actions)
-    for h in range(actions.shape[0]):
-        state, v = chain_step(p, state, actions[h], dt0 if h == 0 else None)
-        torch.mul(v, p.inv_scale, out=out[h])
-    return out
-
-
 class CommandChain:
     """Stateful scale -> low-pass -> acceleration limit -> clamp for B robots, one call per tick.
 

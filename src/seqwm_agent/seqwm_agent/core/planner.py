@@ -39,7 +39,7 @@ beyond what the chain can reach in one step means "as far as it goes", and avera
 elites would pull every plan inside the reachable set, never accelerating fully. Searching over
 the chain's input instead leaves directions in which the acceleration limit makes many inputs
 give one command; the mean drifts along them and the filter remembers the drift as overshoot
-(docs/core.md §8 has the measurements of the three forms).
+(docs/agent.md §1b has the measurements of the three forms).
 
 Batch independence: each of the B problems draws its noise from its own generator (`seeds`
 re-seeds them per call) and the KL early stop freezes each problem's distribution when it has
@@ -198,7 +198,7 @@ class SequentialPlanner:
             dev = self.device
             bufs = {'eps': torch.empty(B, H, cfg.num_samples * da, device=dev),
                     'eps_f': torch.empty(B, H, cfg.num_samples * da, device=dev),
-                    'raw': torch.empty(H, B, cfg.num_samples, da, device=dev),
+                    'drawn': torch.empty(H, B, cfg.num_samples, da, device=dev),
                     'actions': torch.zeros(H, B, N, da, device=dev),
                     'values': torch.zeros(B, N, device=dev)}
             self._buffers[key] = bufs
@@ -289,7 +289,7 @@ class SequentialPlanner:
                     torch.randn(eps.shape[1:], generator=g, device=self.device, out=eps[b])
                 if self._filter_matrix is not None:                          # low-pass along H
                     eps = torch.matmul(self._filter_matrix, eps, out=bufs['eps_f'])
-                c = bufs['raw']
+                c = bufs['drawn']                                            # as drawn
                 torch.addcmul(mean.unsqueeze(2), std.unsqueeze(2),
                               eps.view(B, H, Np, da).transpose(0, 1), out=c)
                 c.clamp_(-1.0, 1.0)
