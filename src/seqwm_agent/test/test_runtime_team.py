@@ -1,0 +1,78 @@
+"""Teams in simulation run the robots' runtime: intent timing, loss and fallbacks as deployed."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_team import PLANNER, make_models, model_config  # noqa: E402
+
+from seqwm_agent.core.command import ChainSettings
+from seqwm_agent.core.intent import CacheMode, IntentLayout
+from seqwm_agent.runtime.scheduler import Trigger
+from seqwm_agent.runtime.team import LinkConfig, TeamRuntime
+
+SCALE = (1.0, 0.5, 0.5)
+
+
+def team(batch: int, link: LinkConfig, seed: int = 0) -> TeamRuntime:
+    cfg = model_config()
+    layout = IntentLayout(cfg.num_agents, PLANNER.horizon, cfg.latent_dim, cfg.action_dim)
+    return TeamRuntime(make_models(), layout, PLANNER, ChainSettings(), SCALE, batch, 0.1,
+                       'seq', seed, link)
+
+
+def run(t: TeamRuntime, ticks: int, obs: torch.Tensor) -> list[torch.Tensor]:
+    return [t.act(obs, k)[0] for k in range(ticks)]
+
+
+def obs(batch: int) -> torch.Tensor:
+    return torch.randn(batch, 2, model_config().obs_dim, generator=torch.Generator().manual_seed(4))
+
+
+@pytest.mark.parametrize('link,fresh,cached,masked,trigger', [
+    (LinkConfig(latency_s=0.02), 1.0, 0.0, 0.0, Trigger.INTENT),      # on time: always fresh
+    (LinkConfig(latency_s=0.08), 0.0, 5 / 6, 1 / 6, Trigger.DEADLINE),  # late: next tick's cache
+    (LinkConfig(loss=1.0), 0.0, 0.0, 1.0, Trigger.DEADLINE),           # every intent lost
+])
+def test_follower_mode_follows_the_intent_timing(link, fresh, cached, masked, trigger):
+    t = team(2, link)
+    run(t, 6, obs(2))
+    counts = t.mode_counts[1].float() / t.mode_counts[1].sum()
+    assert counts.tolist() == pytest.approx([fresh, cached, masked])
+    assert int(t.trigger_counts[1, trigger]) == 12
+    assert int(t.trigger_counts[0, Trigger.FRAME]) == 12               # robot 1 never waits
+
+
+def test_a_late_intent_is_planned_on_shifted_by_one_tick():
+    t = team(1, LinkConfig(latency_s=0.08))
+    run(t, 3, obs(1))
+    ctl = t.controllers[1]
+    assert ctl.cache.ticks.tolist() == [2]                              # tick 2's, arrived late
+    _, mode = ctl.cache.lookup(3)
+    assert mode.tolist() == [CacheMode.CACHED]
+
+
+def test_teams_of_a_batch_equal_teams_run_alone():
+    """B teams in one TeamRuntime give the commands each team gets in a runtime of its own."""
+    o = obs(3)
+    link = LinkConfig(latency_s=0.02, loss=0.0)
+    together = run(team(3, link), 4, o)
+    for b in range(3):
+        alone = team(1, link)
+        alone.team_ids = torch.tensor([b])                  # the seed stream of team b
+        cmds = run(alone, 4, o[b:b + 1])
+        for k in range(4):
+            assert torch.equal(cmds[k][0], together[k][b]), (b, k)
+
+
+def test_commands_stay_inside_the_chain_limits():
+    t = team(2, LinkConfig(loss=0.5))
+    cmds = torch.stack(run(t, 8, obs(2)))                   # (T, B, n, 3)
+    lim = torch.tensor(SCALE, dtype=torch.float64)
+    assert bool((cmds.abs() <= lim + 1e-12).all())
+    step = (cmds[1:] - cmds[:-1]).abs()
+    assert bool((step <= torch.tensor([2.0, 1.0, 2.0], dtype=torch.float64) * 0.1 + 1e-9).all())
