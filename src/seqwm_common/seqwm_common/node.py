@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import rclpy
 import rclpy.logging
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
                               ParameterUninitializedException)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -92,15 +92,23 @@ def log_line(logger: Any, level: str, message: str) -> None:
 
 
 def declare(node: Node, name: str, default: Any, description: str, constraints: str = '',
-            array_type: type | None = None, dynamic: bool = True) -> Any:
+            array_type: type | None = None, dynamic: bool = True,
+            bounds: tuple[float, float] | None = None) -> Any:
     """Declare one read-only parameter with its description and range text; its value.
 
     `array_type` (str or int) declares a list parameter (rclpy needs its element type even when
     empty); other types are dynamically typed, so the node's own validation can name the
-    parameter in its message. Raises StartupError for a value rclpy itself refuses."""
+    parameter in its message. `bounds` (low, high) of a number are declared as its range (tools
+    such as rqt show them). Raises StartupError for a value rclpy itself refuses."""
     d = ParameterDescriptor(description=description, read_only=True, dynamic_typing=dynamic)
     if constraints:
         d.additional_constraints = constraints
+    if bounds is not None and isinstance(default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(bounds[0]),
+                                                     to_value=float(bounds[1]), step=0.0)]
+    elif bounds is not None and isinstance(default, int) and not isinstance(default, bool):
+        d.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]),
+                                        step=1)]
     try:
         if array_type is not None:
             d.dynamic_typing = False

@@ -19,19 +19,15 @@ from typing import Any, Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              ParameterUninitializedException)
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from seqwm_common.node import (DIAGNOSTICS_QOS, EXIT_STARTUP_FAILED, MOCAP_POSE_TOPIC, MOCAP_QOS,
                                MOCAP_STATUS_TOPIC, MOCAP_TOPIC, TF_QOS, TF_TOPIC, StartupError,
-                               log_line, run_node)
+                               declare, log_line, run_node)
 from seqwm_common.stamps import time_msg
 from seqwm_common.throttled_log import ThrottledLog
 from seqwm_msgs.msg import MocapFrame
 
-from .config import PARAMETERS, BridgeConfig, ConfigError, ParamSpec
+from .config import PARAMETERS, BridgeConfig, ConfigError
 from .conversion import AxisCheckError, BodyMap
 from .pipeline import BridgePipeline, ProcessedFrame
 from .raw_frame import RawFrame
@@ -57,26 +53,6 @@ WARN_COUNTERS = ('dropped_frames', 'duplicate_frames', 'out_of_order_frames', 'b
                  'non_finite', 'bad_quaternion', 'frozen', 'jump', 'rotation_jump',
                  'queue_overflow', 'internal_errors', 'unnamed_body', 'duplicate_body')
 
-
-
-def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    text = spec.description
-    if spec.choices:
-        text += f" (one of: {', '.join(spec.choices)})"
-    d = ParameterDescriptor(description=text, read_only=True)
-    if spec.choices:
-        d.additional_constraints = 'one of: ' + ', '.join(spec.choices)
-    if spec.kind is str:
-        d.dynamic_typing = True   # a bare `y` arrives as a bool: let BridgeConfig explain
-    if spec.kind is float:
-        d.dynamic_typing = True   # accept `-p max_speed_mps:=5` as well as 5.0
-        if spec.low is not None:
-            d.floating_point_range = [FloatingPointRange(
-                from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
-    elif spec.kind is int and spec.low is not None:
-        d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
-                                        step=1)]
-    return d
 
 
 def _topic_safe(name: str) -> str:
@@ -168,22 +144,16 @@ class MocapBridgeNode(Node):
     def _read_parameters(self) -> BridgeConfig:
         values: dict[str, Any] = {}
         for spec in PARAMETERS:
-            try:
-                if spec.kind is list:
-                    ptype = (Parameter.Type.STRING_ARRAY if spec.item is str
-                             else Parameter.Type.INTEGER_ARRAY)
-                    self.declare_parameter(spec.name, ptype, _descriptor(spec))
-                    try:
-                        value = self.get_parameter(spec.name).value
-                    except ParameterUninitializedException:
-                        value = []
-                    values[spec.name] = list(value) if value is not None else []
-                else:
-                    values[spec.name] = self.declare_parameter(
-                        spec.name, spec.default, _descriptor(spec)).value
-            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-                raise StartupError(f'parameter {spec.name}: {exc}',
-                                   self.get_fully_qualified_name()) from None
+            text = spec.description + (f" (one of: {', '.join(spec.choices)})" if spec.choices
+                                       else '')
+            bounds = (spec.low, spec.high) if spec.low is not None else None
+            # strings and doubles dynamically typed: a bare `y` arrives as a bool and
+            # `-p max_speed_mps:=5` as an int, and BridgeConfig then names the parameter
+            values[spec.name] = declare(
+                self, spec.name, spec.default, text,
+                'one of: ' + ', '.join(spec.choices) if spec.choices else '',
+                array_type=spec.item if spec.kind is list else None,
+                dynamic=spec.kind in (str, float), bounds=bounds)
         try:
             return BridgeConfig.from_dict(values)
         except ConfigError as exc:

@@ -225,15 +225,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         render_png(frames, task_cfg, out.parent / 'eval_episode0.png', title=title)
         render_gif(frames, task_cfg, out.parent / 'eval_episode0.gif', stride=2, title=title)
     if not args.no_manifest and args.out is None:
-        first = results[0]
-        manifest.evaluation = {
-            **{k: first.get(k) for k in ('comm', 'policy', 'form', 'episodes', 'seed',
-                                         'intent_latency_ms', 'intent_deadline_ms',
-                                         'cache_max_age_ticks', 'chain')},
-            'threads': args.threads, 'device': args.device,
-            'results': [{k: r.get(k) for k in SUMMARY_KEYS} for r in results]}
-        write_manifest(model_dir, manifest)
+        record_evaluation(model_dir, manifest, results, args.threads, args.device)
     return 0
+
+
+def record_evaluation(model_dir: Path, manifest: Any, results: Sequence[dict], threads: int,
+                      device: str) -> None:
+    """The manifest's `evaluation`: the settings shared by the runs and one summary per run."""
+    first = results[0]
+    manifest.evaluation = {
+        **{k: first.get(k) for k in ('comm', 'policy', 'form', 'episodes', 'seed',
+                                     'intent_latency_ms', 'intent_deadline_ms',
+                                     'cache_max_age_ticks', 'chain')},
+        'threads': threads, 'device': device,
+        'results': [{k: r.get(k) for k in SUMMARY_KEYS} for r in results]}
+    write_manifest(model_dir, manifest)
 
 
 if __name__ == '__main__':
