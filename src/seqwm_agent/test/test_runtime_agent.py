@@ -196,7 +196,7 @@ def test_rejected_inputs_are_counted_per_reason_and_never_used(model_dir):
     assert p1.receive_intent(replace(good, tick=TICK0 - 3), now(0)) == 'intent_past_tick'
     assert p1.receive_intent(replace(good, tick=TICK0 + 50), now(0)) == 'intent_future_tick'
     assert p1.receive_intent(good, now(0, 0.07)) is None                  # late but usable
-    assert p1.receive_intent(good, now(0, 0.08)) == 'intent_out_of_order'  # a repeat
+    assert p1.receive_intent(good, now(0, 0.08)) == 'intent_repeat'        # a repeat
     nan_frame = frame(1)
     nan_frame.positions[0, 1] = np.nan
     out = step(p1, nan_frame, None, now(1, 0.06))        # go2w_1's pose NaN: held from tick 0
@@ -205,12 +205,27 @@ def test_rejected_inputs_are_counted_per_reason_and_never_used(model_dir):
     counts = out.reject_counts
     assert {k: v for k, v in counts.items() if v} == {
         'intent_sender': 1, 'intent_model_set': 1, 'intent_size': 1, 'intent_nan': 1,
-        'intent_past_tick': 1, 'intent_future_tick': 1, 'intent_out_of_order': 1, 'mocap_nan': 1}
+        'intent_past_tick': 1, 'intent_future_tick': 1, 'intent_repeat': 1, 'mocap_nan': 1}
     older = frame(1, offset=-0.05)
     assert not p1.observe_frame(older, now(1, 0.07)).usable
     assert p1.reject_counts['mocap_out_of_order'] == 1
     messages = [e.message for e in p1.drain_events()]
     assert 'rejected intent from go2w_1: latent size 96 != 16' in messages
+
+
+def test_a_far_future_intent_before_the_first_frame_blocks_nothing(model_dir):
+    """Issue 15 hole 1: an intent for tick 2**64 - 1 arriving before any mocap frame (at start,
+    or after a stale stop) made every later real intent 'out of order' and the successor plan
+    masked. Now it is kept aside, refused as future at the first frame, and the chain flows."""
+    p0, p1 = pipe(model_dir, 0), pipe(model_dir, 1)
+    first = step(p0, frame(0), None, now(0)).intent
+    assert p1.receive_intent(replace(first, tick=2 ** 64 - 1), now(0)) is None   # no clock yet
+    modes = [step(p1, frame(0), first, now(0, 0.01)).mode]
+    for i in range(1, 6):
+        o0 = step(p0, frame(i), None, now(i))
+        modes.append(step(p1, frame(i), o0.intent, now(i, 0.01)).mode)
+    assert modes == [Mode.FRESH] * 6
+    assert p1.reject_counts['intent_future_tick'] == 1 and p1.reject_counts['intent_repeat'] == 0
 
 
 # ---- watchdog -----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def intent(**changes) -> IntentMessage:
     sizes = LAYOUT.sizes
     fields = dict(tick=100, stamp_ns=10_000_000_000, model_set_id=MODEL_SET_ID, sender='go2w_1',
                   sender_index=0, num_agents=2, horizon=3, latent_dim=16, action_dim=3,
-                  latents=rng.standard_normal(sizes['latents']).astype(np.float32),
+                  latents=rng.uniform(0, 1, sizes['latents']).astype(np.float32),
                   actions=rng.uniform(-1, 1, sizes['actions']).astype(np.float32),
                   valid=np.array([True, False]))
     fields.update(changes)
@@ -141,12 +141,43 @@ def test_robot_without_predecessor_accepts_no_intent():
 
 
 def test_intent_tick_rules():
-    check_intent_tick(10, last_planned=10, newest_accepted=9, current=10)   # late: cache for 11
-    check_intent_tick(11, last_planned=10, newest_accepted=10, current=10)  # one tick ahead
-    assert reason_of(check_intent_tick, 9, 10, 8, 10) == 'intent_past_tick'
-    assert reason_of(check_intent_tick, 10, 10, 10, 10) == 'intent_out_of_order'
-    assert reason_of(check_intent_tick, 13, 10, 9, 10) == 'intent_future_tick'
-    check_intent_tick(10 ** 9, None, None, None)                            # nothing known yet
+    check_intent_tick(10, last_planned=10, held={9}, current=10)      # late: cache for 11
+    check_intent_tick(11, last_planned=10, held={10}, current=10)     # one tick ahead
+    assert reason_of(check_intent_tick, 9, 10, set(), 10) == 'intent_past_tick'
+    assert reason_of(check_intent_tick, 10, 10, {10}, 10) == 'intent_repeat'
+    assert reason_of(check_intent_tick, 12, 10, set(), 10) == 'intent_future_tick'
+    check_intent_tick(10 ** 9, None, set(), None)    # no clock yet: judged at the first frame
+
+
+def test_an_intent_ahead_does_not_make_the_next_real_one_out_of_order():
+    """Issue 15 hole 1: an intent for tick current+2 (or any later one) used to make the real
+    one for current+1 'out of order'; only a repeat of a tick received is one now."""
+    check_intent_tick(11, last_planned=10, held={12}, current=10)
+
+
+@pytest.mark.parametrize('slot,value,words', [
+    ('latents', 3e38, 'latents span'),
+    ('latents', -0.5, 'latents span'),
+    ('actions', -40.0, 'commands span'),
+    ('actions', 1.01, 'commands span'),
+])
+def test_values_outside_their_range_are_refused(slot, value, words):
+    """Issue 15 hole 2: only finiteness was checked; latents at 3e38 and actions at -40 were
+    planned on as fresh and forwarded."""
+    arr = getattr(intent(), slot).copy()
+    arr[1] = value
+    with pytest.raises(Rejected) as err:
+        validate_intent(intent(**{slot: arr}), EXPECT)
+    assert err.value.reason == 'intent_range' and words in err.value.message
+
+
+def test_a_sender_without_its_own_slot_or_with_successors_slots_is_refused():
+    """Issue 15 hole 2: a predecessor that marked its own slot invalid was reported fresh while
+    the robot in fact planned masked."""
+    assert reason_of(validate_intent, intent(valid=np.array([False, False])), EXPECT) == \
+        'intent_valid_flags'
+    assert reason_of(validate_intent, intent(valid=np.array([True, True])), EXPECT) == \
+        'intent_valid_flags'
 
 
 def test_intent_message_conversion_keeps_arrays_and_header():

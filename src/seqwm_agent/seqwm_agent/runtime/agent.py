@@ -44,8 +44,9 @@ from ..task_registry import TASK_NAMES, task_info
 from .controller import Controller
 from .messages import NS_PER_S, IntentMessage, MocapSample
 from .scheduler import Run, Scheduler, Stop, Trigger
-from .validation import (RECENT_FRAMES, REJECT_REASONS, IntentExpectation, Rejected,
-                         check_frame, check_intent_tick, tick_index, validate_intent)
+from .validation import (MAX_INTENT_AHEAD_TICKS, RECENT_FRAMES, REJECT_REASONS,
+                         IntentExpectation, Rejected, check_frame, check_intent_tick, tick_index,
+                         validate_intent)
 
 
 class Mode(IntEnum):
@@ -273,7 +274,7 @@ class AgentRuntime:
         self._recent: OrderedDict[tuple[int, int], tuple[FrameSeen, dict]] = OrderedDict()
         self._current_tick: int | None = None
         self._last_tick: int | None = None
-        self._newest_intent_tick: int | None = None
+        self._received: set[int] = set()     # ticks whose intent was accepted (repeats refused)
         self._last_command_stamp: int | None = None
         self._pending.clear()
         self._held.clear()
@@ -351,6 +352,8 @@ class AgentRuntime:
             self._reject('mocap_out_of_order', msg)
             return FrameSeen(t, False, True, msg)
         self._last_stamp_ns = frame.stamp_ns
+        if self._current_tick is None:
+            self._drop_future_pending(t)
         self._current_tick = t
         check = check_frame(frame, self.bodies)
         for reason in sorted(set(check.problems.values()), key=REJECT_REASONS.index):
@@ -375,14 +378,24 @@ class AgentRuntime:
         the cache for the next tick."""
         try:
             tensors = validate_intent(intent, self.expect)
-            check_intent_tick(intent.tick, self._last_tick, self._newest_intent_tick,
-                              self._current_tick)
+            check_intent_tick(intent.tick, self._last_tick, self._received, self._current_tick)
         except Rejected as r:
             self._reject(r.reason, r.message)
             return r.reason
         self._pending[intent.tick] = tensors.to(self.settings.device)
-        self._newest_intent_tick = intent.tick
+        self._received.add(intent.tick)
         return None
+
+    def _drop_future_pending(self, current: int) -> None:
+        """The mocap clock just started: intents kept aside for ticks it shows too far ahead
+        are refused now (a far-future tick must not sit in the pending set for good)."""
+        for k in sorted(self._pending):
+            if k > current + MAX_INTENT_AHEAD_TICKS:
+                del self._pending[k]
+                self._received.discard(k)
+                self._reject('intent_future_tick', f'intent for tick {k} kept before the first '
+                                                   f'mocap frame, which is at tick {current} '
+                                                   f'(more than {MAX_INTENT_AHEAD_TICKS} ahead)')
 
     def has_intent_for(self, tick: int) -> bool:
         """A valid intent for `tick` is in hand (no need to wait for the deadline)."""
@@ -479,6 +492,7 @@ class AgentRuntime:
         for k in sorted(self._pending):
             if k <= t:
                 self.controller.receive(self._pending.pop(k), k)
+        self._received = {k for k in self._received if k >= t}
 
     def _mode_reason(self, mode: Mode, t: int, age: int) -> str:
         s = self.settings

@@ -7,7 +7,7 @@ refusals per key and logs one throttled line per key (docs/agent.md has the tabl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Container, Sequence
 
 import numpy as np
 
@@ -28,13 +28,20 @@ REJECT_REASONS: tuple[str, ...] = (
     'intent_size',           # sizes differ from this robot's layout (IntentSizeError)
     'intent_nan',            # NaN/inf in a valid slot
     'intent_past_tick',      # for a tick older than the one already planned
-    'intent_out_of_order',   # not newer than an intent already accepted
-    'intent_future_tick',    # too far ahead of the mocap clock
+    'intent_repeat',         # for a tick whose intent was already received
+    'intent_future_tick',    # too far ahead of the mocap clock (or of the first frame)
+    'intent_range',          # a valid slot's latents outside [0, 1] or commands outside [-1, 1]
+    'intent_valid_flags',    # the sender's own slot marked invalid, or a successor's marked valid
 )
 
-# Intents may be this many ticks ahead of the latest mocap frame (the predecessor may see a frame
-# of the next tick a moment earlier); further ahead means a broken clock.
-MAX_INTENT_AHEAD_TICKS = 2
+# Intents may be this many ticks ahead of the latest mocap frame (the predecessor may see the
+# first frame of the next tick a moment earlier); further ahead means a broken clock.
+MAX_INTENT_AHEAD_TICKS = 1
+# Latents are SimNorm outputs (each group a softmax: in [0, 1]); planned commands are the chain's
+# output in model units (in [-1, 1]). Slack for float rounding only.
+LATENT_RANGE = (0.0, 1.0)
+COMMAND_RANGE = (-1.0, 1.0)
+RANGE_SLACK = 1e-5
 # Frames remembered by observe_frame, so that a tick run a little later (after the intent
 # deadline) plans on its own frame's poses and a frame is never counted twice.
 RECENT_FRAMES = 16
@@ -121,7 +128,9 @@ def validate_intent(intent: IntentMessage, expect: IntentExpectation) -> IntentT
     """The intent as tensors (B = 1), or `Rejected` naming the reason.
 
     Checked in this order: sender (name and order index), model-set id, sizes (header fields and
-    array lengths, via the layout's IntentSizeError), finite values in valid slots."""
+    array lengths, via the layout's IntentSizeError), valid flags (the sender's own slot valid,
+    no successor's slot), finite values in valid slots, their ranges (latents in [0, 1],
+    commands in [-1, 1])."""
     who = intent.sender or '<unnamed>'
     if expect.predecessor_index < 0:
         raise Rejected('intent_sender', f'rejected intent from {who}: order index 0 has no predecessor')
@@ -149,28 +158,45 @@ def validate_intent(intent: IntentMessage, expect: IntentExpectation) -> IntentT
         n = lay.num_agents
         latents = np.where(np.repeat(valid, sizes['latents'] // n), latents, np.float32(0))
         actions = np.where(np.repeat(valid, sizes['actions'] // n), actions, np.float32(0))
+    if valid.size == sizes['valid']:
+        k = expect.predecessor_index
+        if not valid[k]:
+            raise Rejected('intent_valid_flags', f'rejected intent from {who}: its own slot {k} '
+                                                 f'is marked invalid')
+        if valid[k + 1:].any():
+            raise Rejected('intent_valid_flags', f'rejected intent from {who}: slots '
+                                                 f'{(np.flatnonzero(valid[k + 1:]) + k + 1).tolist()} '
+                                                 f'of its successors are marked valid')
     try:
-        return lay.from_arrays(latents, actions, valid)
+        tensors = lay.from_arrays(latents, actions, valid)
     except IntentSizeError as exc:
         raise Rejected('intent_size', f'rejected intent from {who}: {exc}') from None
     except IntentError as exc:
         raise Rejected('intent_nan', f'rejected intent from {who}: {exc}') from None
+    for name, t, (lo, hi) in (('latents', tensors.latents, LATENT_RANGE),
+                              ('commands', tensors.actions, COMMAND_RANGE)):
+        worst_lo, worst_hi = float(t.min()), float(t.max())
+        if worst_lo < lo - RANGE_SLACK or worst_hi > hi + RANGE_SLACK:
+            raise Rejected('intent_range', f'rejected intent from {who}: {name} span '
+                                           f'[{worst_lo:.4g}, {worst_hi:.4g}], outside '
+                                           f'[{lo}, {hi}]')
+    return tensors
 
 
-def check_intent_tick(tick: int, last_planned: int | None, newest_accepted: int | None,
+def check_intent_tick(tick: int, last_planned: int | None, held: Container[int],
                       current: int | None, max_ahead: int = MAX_INTENT_AHEAD_TICKS) -> None:
     """Refuse an intent whose tick cannot help any more, repeats one, or lies in the future.
 
     An intent for the tick just planned (it arrived after the deadline) is accepted: shifted by
-    one, it is the best cache for the next tick."""
+    one, it is the best cache for the next tick. `held`: ticks whose intent is already in hand.
+    Without a mocap clock yet (`current` None) the future cannot be judged here: the runtime
+    keeps the intent aside and drops it, as future, if the first frame shows it too far ahead,
+    so no intent can block later ones."""
     if last_planned is not None and tick < last_planned:
         raise Rejected('intent_past_tick', f'intent for tick {tick} arrived after tick '
                                            f'{last_planned} was planned')
-    if newest_accepted is not None and tick <= newest_accepted:
-        raise Rejected('intent_out_of_order', f'intent for tick {tick} after one for tick '
-                                              f'{newest_accepted}')
+    if tick in held:
+        raise Rejected('intent_repeat', f'intent for tick {tick} repeats one already received')
     if current is not None and tick > current + max_ahead:
         raise Rejected('intent_future_tick', f'intent for tick {tick} but mocap is at tick '
                                              f'{current} (more than {max_ahead} ahead)')
-
-
