@@ -174,3 +174,33 @@ def test_agent_index_outside_the_team_is_refused(saved):
     path, _ = saved
     with pytest.raises(CheckpointError, match='agent index 2 outside 0..1'):
         load_agent(path, 2)
+
+
+@pytest.mark.parametrize('change,words', [
+    ({'action_scaling': {'vx': -1.0, 'vy': 0.5, 'wz': 0.5}}, 'action_scaling.vx'),   # inverts vx
+    ({'action_scaling': {'vx': float('nan'), 'vy': 0.5, 'wz': 0.5}}, 'action_scaling.vx'),
+    ({'action_scaling': {'vx': 1.0, 'vy': 0.5, 'yaw': 0.5}}, "must be exactly ['vx', 'vy', 'wz']"),
+    ({'dt': float('inf')}, 'dt'),
+    ({'dt': 0.0}, 'dt'),
+])
+def test_manifest_values_that_would_misdrive_a_robot_are_refused(change, words):
+    """Issue 15 hole 6: a scaling of -1 silently inverted vx, NaN scaling loaded and blamed the
+    planner every tick, unknown scaling keys fell back to dict order, dt: inf was accepted."""
+    fields = dict(model_set_id='x', model=CFG, obs_spec=OBS_SPEC,
+                  action_scaling={'vx': 1.0, 'vy': 0.5, 'wz': 0.5}, dt=0.1,
+                  order=['go2w_1', 'go2w_2'])
+    fields.update(change)
+    with pytest.raises(CheckpointError, match=words.replace('[', r'\[').replace(']', r'\]')):
+        Manifest(**fields)
+
+
+def test_nan_weights_with_a_correct_sha256_are_refused(tmp_path):
+    """Issue 15 hole 6: a file whose hash matches (written that way) but holds NaN weights
+    loaded without complaint; the robot would stop on every tick."""
+    models = team()
+    with torch.no_grad():
+        models[1]._dynamics_head.linear.weight[0, 0] = float('nan')
+    save_team(tmp_path, models, manifest())
+    load_agent(tmp_path, 0)                                   # the other robot's file is fine
+    with pytest.raises(CheckpointError, match='non-finite'):
+        load_agent(tmp_path, 1)

@@ -62,14 +62,14 @@ def test_resume_continues_from_the_checkpoint(trained: Path):
     rc = cli.main(['--task', str(trained.parent / 'tiny.yaml'), '--out', str(trained.parent / 'm2'),
                    '--run-dir', str(run), '--resume', '--total-env-steps', '600', '--no-progress'])
     assert rc == 0
-    state = torch.load(run / 'checkpoint.pt', weights_only=False)
+    state = torch.load(run / 'checkpoint.pt', weights_only=True)
     assert state['env_steps'] >= 600
 
 
 def test_export_only_writes_the_checkpoint_models_with_the_run_config(trained: Path,
                                                                       tmp_path: Path):
     run = trained.parent / 'run'
-    state = torch.load(run / 'checkpoint.pt', weights_only=False)
+    state = torch.load(run / 'checkpoint.pt', weights_only=True)
     out = tmp_path / 'exported'
     # a different wall budget on this command line must not end up in the manifest
     rc = cli.main(['--task', str(trained.parent / 'tiny.yaml'), '--out', str(out),
@@ -82,7 +82,7 @@ def test_export_only_writes_the_checkpoint_models_with_the_run_config(trained: P
         model, _ = load_agent(out, k, model_set_id=m.model_set_id, obs_spec=m.obs_spec)
         for name, t in model.state_dict().items():
             assert torch.equal(t, state['models'][k][name].cpu()), name
-    after = torch.load(run / 'checkpoint.pt', weights_only=False)
+    after = torch.load(run / 'checkpoint.pt', weights_only=True)
     assert after['env_steps'] == state['env_steps'], 'export-only must not train'
 
 

@@ -25,13 +25,17 @@ from typing import Any, Mapping, Sequence
 import torch
 import yaml
 
+from .command import AXES
 from .config import ConfigError, ModelConfig
+from .validate import number
 from .world_model import WorldModel
 
 FORMAT = 'seqwm-checkpoint'
 FORMAT_VERSION = 1
 ARCHITECTURE = 'seqwm-world-model-v1'
 MANIFEST = 'manifest.yaml'
+MAX_DT = 1.0          # s: a control period beyond this is a corrupt manifest, not a slow robot
+MAX_SCALING = 10.0    # m/s, rad/s per unit action: beyond any legged robot's range
 
 
 class CheckpointError(RuntimeError):
@@ -80,12 +84,24 @@ class Manifest:
         if len(self.order) != self.model.num_agents:
             raise CheckpointError(f'manifest: order lists {len(self.order)} robots but '
                                   f'model.num_agents is {self.model.num_agents}')
-        if not (isinstance(self.dt, (int, float)) and self.dt > 0):
-            raise CheckpointError(f'manifest: dt must be a positive number, got {self.dt!r}')
-        if len(self.action_scaling) != self.model.action_dim:
-            raise CheckpointError(f'manifest: action_scaling has {len(self.action_scaling)} '
+        try:
+            number('manifest: dt', self.dt, 0.0, MAX_DT, lo_open=True)
+            if not isinstance(self.action_scaling, dict):
+                raise ConfigError(f'manifest: action_scaling must be a mapping, got '
+                                  f'{self.action_scaling!r}')
+            want = set(AXES) if self.model.action_dim == len(AXES) else None
+            if want is not None and set(self.action_scaling) != want:
+                raise ConfigError(f'manifest: action_scaling keys {sorted(self.action_scaling)} '
+                                  f'must be exactly {list(AXES)}')
+            if len(self.action_scaling) != self.model.action_dim:
+                raise ConfigError(f'manifest: action_scaling has {len(self.action_scaling)} '
                                   f'entries but model.action_dim is {self.model.action_dim}')
-        self.action_scaling = {str(k): float(v) for k, v in self.action_scaling.items()}
+            # an action of 1 means this many m/s (rad/s): a sign would invert an axis
+            self.action_scaling = {str(k): number(f'manifest: action_scaling.{k}', v, 0.0,
+                                                  MAX_SCALING, lo_open=True)
+                                   for k, v in self.action_scaling.items()}
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -272,6 +288,10 @@ def load_agent(model_dir: str | Path, index: int, *, model_set_id: str | None = 
                                   f'give {tuple(ref.shape)}')
         if got.dtype != ref.dtype:
             raise CheckpointError(f'{path}: {key} has dtype {got.dtype}, expected {ref.dtype}')
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            bad = int((~torch.isfinite(got)).sum())
+            raise CheckpointError(f'{path}: {key} holds {bad} non-finite values (NaN/inf): '
+                                  f'the model cannot plan')
     model.load_state_dict(state, strict=True)
     model.to(device)
     model.eval()

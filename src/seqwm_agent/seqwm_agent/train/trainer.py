@@ -143,7 +143,8 @@ class Trainer:
         path = self.run_dir / 'checkpoint.pt'
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # weights only: a run directory is data, and a crafted pickle must not run code here
+        state = torch.load(path, map_location=self.device, weights_only=True)
         for m, s in zip(self.models, state['models']):
             m.load_state_dict(s)
         self.learner.load_state_dict(state['learner'])
