@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_team import (DT, LEADER_ACTION, MODEL_SET_ID, POSES, TEAM, make_models,  # noqa: E402
-                        scaled_copy, write_team)
+from agent_team import (DT, LEADER_ACTION, MODEL_SET_ID, POSES, TEAM, make_manifest,  # noqa: E402
+                        make_models, model_config, scaled_copy, write_team)
 
 from seqwm_agent.core.checkpoint import load_agent
 from seqwm_agent.core.command import CommandLimits
@@ -406,6 +406,16 @@ def test_models_that_do_not_fit_the_robot_are_refused_at_start(tmp_path):
         settings(1, predecessor='go2w_7')
     with pytest.raises(AgentError, match='robot_name'):
         settings(1, robot_name='go2w_1')
+
+
+def test_a_model_whose_intent_exceeds_the_message_bounds_is_refused_at_start(tmp_path):
+    from seqwm_agent.core.config import ModelConfig
+    from seqwm_agent.core.world_model import WorldModel
+    cfg = ModelConfig(obs_dim=model_config().obs_dim, num_agents=2, latent_dim=1024,
+                      encoder_dim=8, hidden_dim=8, critic_dim=8, actor_dim=8)
+    manifest = replace(make_manifest(), model=cfg)
+    with pytest.raises(AgentError, match='latents .* more than Intent.msg allows \\(5440\\)'):
+        AgentRuntime(settings(0), WorldModel(cfg), manifest)
 
 
 def test_planner_overrides_replace_the_manifest_settings(model_dir):

@@ -200,3 +200,24 @@ def test_integrate_plan_moves_in_the_body_frame():
     np.testing.assert_allclose(traj[1], [1.0, 2.1, math.pi / 2], atol=1e-12)   # forward = +y
     np.testing.assert_allclose(traj[2], [0.95, 2.1, math.pi / 2], atol=1e-12)  # left = -x
     np.testing.assert_allclose(traj[3], [0.95, 2.1, math.pi / 2 + 0.05], atol=1e-12)
+
+
+def test_message_arrays_are_bounded_and_checked_again_on_receipt():
+    """Issue 15 hole 3: float32[] / bool[] were unbounded (10 M floats were copied before the
+    sender check). The .msg files bound them (5 robots, horizon 16, latent 64; 256 bodies);
+    rclpy refuses to serialise more, and the runtime checks the sizes again."""
+    from rclpy.serialization import serialize_message
+    from seqwm_msgs.msg import Intent
+
+    from seqwm_agent.runtime.messages import message_bounds
+    assert message_bounds('Intent') == {'latents': 5440, 'actions': 240, 'valid': 5}
+    assert message_bounds('MocapFrame') == {'names': 256, 'poses': 256, 'tracked': 256}
+    big = Intent()
+    big.latents = np.zeros(5441, dtype=np.float32)
+    with pytest.raises(Exception):
+        serialize_message(big)
+    names = tuple(f'b{k}' for k in range(257))
+    frame = MocapSample(0, 1, names, np.zeros((257, 3)), np.tile([0.0, 0, 0, 1], (257, 1)),
+                        (True,) * 257)
+    check = check_frame(frame, BODIES)
+    assert check.malformed and set(check.problems.values()) == {'mocap_malformed'}

@@ -41,6 +41,9 @@ except ImportError:   # pragma: no cover - depends on the machine
 # QoS and topic names are the team's (seqwm_common.node): frames best effort keep last 1 (the
 # sensor-data profile), status reliable, /tf as tf2_ros broadcasters publish it.
 NODE_NAME = 'mocap_bridge'
+# MocapFrame.msg: string<=64[<=256] names
+MAX_BODIES = 256
+MAX_BODY_NAME = 64
 
 # Counters always present in the status (stable keys for monitors), in this order.
 STATUS_COUNTERS = ('frames_in', 'frames_out', 'dropped_frames', 'duplicate_frames',
@@ -254,20 +257,28 @@ class MocapBridgeNode(Node):
         msg.header.stamp = stamp
         msg.header.frame_id = self.cfg.frame_id
         msg.frame_number = int(out.frame_number)
-        msg.names = list(out.names)
+        # MocapFrame.msg bounds the arrays (a flood must not starve the agents' executors):
+        # bodies beyond them are left out, once logged
+        keep = [k for k, name in enumerate(out.names) if len(name) <= MAX_BODY_NAME][:MAX_BODIES]
+        if len(keep) < len(out.names):
+            self.events.event('message_bound', 'warn',
+                              f'{len(out.names) - len(keep)} of {len(out.names)} bodies left out '
+                              f'of /mocap/frame (at most {MAX_BODIES} bodies, names of at most '
+                              f'{MAX_BODY_NAME} characters)')
+        msg.names = [out.names[k] for k in keep]
         msg.poses = [Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
                           orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]),
                                                  w=float(q[3])))
-                     for p, q in zip(out.positions, out.quaternions)]
-        msg.tracked = [bool(t) for t in out.tracked]
+                     for p, q in (zip(out.positions[keep], out.quaternions[keep]))]
+        msg.tracked = [bool(out.tracked[k]) for k in keep]
         msg.latency_ms = float(out.latency_ms)
         self._frame_pub.publish(msg)
 
         if not (self.cfg.publish_body_poses or self._tf_pub is not None):
             return
         transforms = []
-        for k, name in enumerate(out.names):
-            if not out.tracked[k]:
+        for k, name in enumerate(msg.names):
+            if not msg.tracked[k]:
                 continue   # no pose at all beats a stale one
             pose = msg.poses[k]
             if self.cfg.publish_body_poses:

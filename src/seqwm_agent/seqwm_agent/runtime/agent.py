@@ -42,7 +42,7 @@ from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
 from ..task_registry import TASK_NAMES, task_info
 from .controller import Controller
-from .messages import NS_PER_S, IntentMessage, MocapSample
+from .messages import NS_PER_S, IntentMessage, MocapSample, message_bounds
 from .scheduler import Run, Scheduler, Stop, Trigger
 from .validation import (MAX_INTENT_AHEAD_TICKS, RECENT_FRAMES, REJECT_REASONS,
                          IntentExpectation, Rejected, check_frame, check_intent_tick, tick_index,
@@ -231,6 +231,12 @@ class AgentRuntime:
             raise AgentError(f'planner / command chain settings: {exc}') from None
         mc = manifest.model
         self.layout = IntentLayout(n, pcfg.horizon, mc.latent_dim, mc.action_dim)
+        for field_name, bound in message_bounds('Intent').items():
+            size = self.layout.sizes.get(field_name, 0)
+            if size > bound:
+                raise AgentError(f'this model set\'s intent needs {size} {field_name} (n {n}, '
+                                 f'horizon {pcfg.horizon}, latent {mc.latent_dim}), more than '
+                                 f'Intent.msg allows ({bound})')
         self.action_scale = np.asarray([manifest.action_scaling[k] for k in AXES], dtype=np.float64)
         self.controller = Controller(model, self.layout, pcfg, s.order_index, chain,
                                      self.action_scale, batch=1,

@@ -10,7 +10,9 @@ No validation here: `validation.py` checks lengths and values of what came in.
 """
 from __future__ import annotations
 
+import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -18,6 +20,23 @@ import numpy as np
 
 NS_PER_S = 1_000_000_000
 FRAME_ID = 'arena'
+
+
+@functools.lru_cache(maxsize=None)
+def message_bounds(cls_name: str) -> dict[str, int]:
+    """The sequence bounds of a seqwm_msgs message (`latents`: 5440, ...), read from the
+    generated class, so Intent.msg stays the one place they are declared; {} where seqwm_msgs
+    is not installed (training, evaluation)."""
+    try:
+        import seqwm_msgs.msg as msgs
+    except ImportError:
+        return {}
+    out = {}
+    for name, kind in getattr(msgs, cls_name).get_fields_and_field_types().items():
+        m = re.fullmatch(r'sequence<.+, (\d+)>', kind)
+        if m:
+            out[name] = int(m.group(1))
+    return out
 
 
 def stamp_ns(header: Any) -> int:

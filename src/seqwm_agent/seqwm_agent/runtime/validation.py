@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.intent import IntentError, IntentLayout, IntentSizeError, IntentTensors
 from ..sim.geometry import yaw_from_quaternion
-from .messages import NS_PER_S, IntentMessage, MocapSample
+from .messages import NS_PER_S, IntentMessage, MocapSample, message_bounds
 
 # Why an input was refused. Order is the order of AgentStatus.reject_reasons (stable for monitors).
 REJECT_REASONS: tuple[str, ...] = (
@@ -80,6 +80,10 @@ def check_frame(frame: MocapSample, bodies: Sequence[str]) -> FrameCheck:
     (it is normalised before the yaw is taken)."""
     k = len(frame.names)
     shapes = (frame.positions.shape, frame.orientations.shape, len(frame.tracked))
+    bound = message_bounds('MocapFrame').get('names')
+    if bound is not None and k > bound:
+        msg = f'frame {frame.frame_number}: {k} bodies, MocapFrame.msg allows {bound}'
+        return FrameCheck({}, {b: 'mocap_malformed' for b in bodies}, {b: msg for b in bodies}, msg)
     if shapes != ((k, 3), (k, 4), k):
         msg = (f'frame {frame.frame_number}: {k} names, {frame.positions.shape[0]} poses, '
                f'{len(frame.tracked)} tracked flags')
