@@ -105,7 +105,7 @@ class AgentNode(Node):
         return wrapped
 
     def _on_frame(self, msg: MocapFrame) -> list[TickOutput]:
-        return self.runtime.on_frame(mocap_sample_from_msg(msg), time.monotonic())
+        return self.runtime.on_frame(mocap_sample_from_msg(msg), time.monotonic(), time.time_ns())
 
     def _on_intent(self, msg: Intent) -> list[TickOutput]:
         return self.runtime.on_intent(intent_message_from_msg(msg), time.monotonic())

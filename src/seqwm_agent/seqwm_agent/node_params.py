@@ -120,6 +120,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        'masked', 0, 100),
     _p('stale_timeout_s', 0.3, 'stop when no usable mocap frame (own body tracked) arrived for '
        'this long, s; other bodies may be held this long', 0.02, 5.0),
+    _p('mocap_future_s', 0.5, "refuse mocap frames stamped further ahead of this host's clock, s "
+       '(bridge and robots must be clock-synchronised, e.g. chrony, to well within this)',
+       0.01, 60.0),
+    _p('max_body_speed_mps', 3.0, 'refuse a body pose that moved faster than this since its last '
+       'one, m/s (Go2-W top speed and the box are far below)', 0.1, 50.0),
+    _p('jump_margin_m', 0.1, 'distance allowed on top of max_body_speed_mps * dt, m (noise)',
+       0.0, 5.0),
     # command chain
     *_limits(),
     _p('lowpass_cutoff_hz', 2.0, 'cutoff of the command low-pass filter, Hz (< 0.5 / dt)',
@@ -296,6 +303,8 @@ def settings_from_values(v: Mapping[str, Any]):
         robot_name=v['robot_name'], order_index=v['order_index'], team=tuple(v['team']),
         task=v['task'], predecessor=v['predecessor'], intent_deadline_s=v['intent_deadline_s'],
         cache_max_age_ticks=v['cache_max_age_ticks'], stale_timeout_s=v['stale_timeout_s'],
+        mocap_future_s=v['mocap_future_s'], max_body_speed_mps=v['max_body_speed_mps'],
+        jump_margin_m=v['jump_margin_m'],
         limits=limits, lowpass_cutoff_hz=v['lowpass_cutoff_hz'], arena_bounds=bounds,
         planner_overrides=_planner_overrides(v), seed=v['seed'],
         deterministic=v['deterministic'], device=v['device'])

@@ -216,7 +216,8 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
             outputs += rt.on_timer(when)
             if when == next_timer:
                 next_timer += period
-        outputs += rt.on_frame(payload, now) if kind == 'frame' else rt.on_intent(payload, now)
+        outputs += (rt.on_frame(payload, now, int(now * NS)) if kind == 'frame'
+                    else rt.on_intent(payload, now))
 
     # 2. compare tick by tick (watchdog stops repeat their tick: they are not tick decisions)
     replayed: dict[int, TickOutput] = {}

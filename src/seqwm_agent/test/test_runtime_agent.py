@@ -228,6 +228,51 @@ def test_a_far_future_intent_before_the_first_frame_blocks_nothing(model_dir):
     assert p1.reject_counts['intent_future_tick'] == 1 and p1.reject_counts['intent_repeat'] == 0
 
 
+def wall(i: int, extra: float = 0.0) -> int:
+    """This host's wall clock (ns) when frame i arrives: its capture time plus a little."""
+    return int(round((T0 + i * DT + 0.01 + extra) * 1e9))
+
+
+def test_a_frame_stamped_in_the_future_is_refused_and_real_frames_keep_counting(model_dir):
+    """Issue 15 hole 4: a +1 h stamp was planned on, then every real frame was out of order and
+    the robot stopped as stale although frames kept arriving."""
+    p0 = pipe(model_dir, 0)
+    assert p0.on_frame(frame(0), now(0), wall(0))[0].mode == Mode.FRESH
+    ahead = MocapSample.from_planar(T0 + DT + 3600.0, POSES, frame_number=77)
+    assert p0.on_frame(ahead, now(1), wall(1)) == []
+    assert p0.reject_counts['mocap_future'] == 1
+    outs = [p0.on_frame(frame(i), now(i), wall(i))[0] for i in range(1, 5)]
+    assert [o.mode for o in outs] == [Mode.FRESH] * 4 and p0.reject_counts['mocap_out_of_order'] == 0
+
+
+def test_a_body_named_twice_in_a_frame_is_not_used(model_dir):
+    """Issue 15 hole 4: duplicate names silently kept the first entry."""
+    p0 = pipe(model_dir, 0)
+    step(p0, frame(0), None, now(0))
+    f = frame(1)
+    twice = MocapSample(f.stamp_ns, f.frame_number, f.names + ('box',),
+                        np.vstack([f.positions, [[5.0, 1.0, 0.0]]]),
+                        np.vstack([f.orientations, [[0.0, 0.0, 0.0, 1.0]]]), f.tracked + (True,))
+    out = step(p0, twice, None, now(1))
+    assert out.mode == Mode.FRESH                      # the box is held from tick 0 ...
+    assert p0.reject_counts['mocap_duplicate_body'] == 1
+    assert p0._held['box'].stamp_ns == frame(0).stamp_ns    # ... not taken from either entry
+
+
+def test_a_body_that_jumps_is_refused_by_the_agent_itself(model_dir):
+    """Issue 15 hole 4: the agent had no jump check of its own; any node may publish on
+    /mocap/frame."""
+    p0 = pipe(model_dir, 0)
+    step(p0, frame(0), None, now(0))
+    teleported = {**POSES, 'box': (POSES['box'][0] + 2.0, POSES['box'][1], 0.0)}  # 2 m in 0.1 s
+    step(p0, frame(1, poses=teleported), None, now(1))
+    assert p0.reject_counts['mocap_jump'] == 1
+    assert p0._held['box'].pose == POSES['box']
+    own_jump = {**POSES, 'go2w_1': (POSES['go2w_1'][0] + 1.5, POSES['go2w_1'][1], 0.0)}
+    assert p0.on_frame(frame(2, poses=own_jump), now(2)) == []    # no tick on a jumped own pose
+    assert p0.reject_counts['mocap_jump'] == 2
+
+
 # ---- watchdog -----------------------------------------------------------------------------------
 def test_stale_mocap_stops_after_stale_timeout_then_recovers_from_standstill(model_dir):
     p0 = pipe(model_dir, 0)

@@ -45,8 +45,8 @@ from .controller import Controller
 from .messages import NS_PER_S, IntentMessage, MocapSample, message_bounds
 from .scheduler import Run, Scheduler, Stop, Trigger
 from .validation import (MAX_INTENT_AHEAD_TICKS, RECENT_FRAMES, REJECT_REASONS,
-                         IntentExpectation, Rejected, check_frame, check_intent_tick, tick_index,
-                         validate_intent)
+                         IntentExpectation, Rejected, check_frame, check_intent_tick, check_jump,
+                         check_stamp, tick_index, validate_intent)
 
 
 class Mode(IntEnum):
@@ -93,6 +93,10 @@ class AgentSettings:
     intent_deadline_s: float = 0.05
     cache_max_age_ticks: int = 3
     stale_timeout_s: float = 0.3
+    # mocap plausibility: stamps at most this far ahead of this host's clock, bodies no faster
+    mocap_future_s: float = 0.5
+    max_body_speed_mps: float = 3.0
+    jump_margin_m: float = 0.1
     limits: CommandLimits = field(default_factory=CommandLimits)
     lowpass_cutoff_hz: float = 2.0
     # Watchdog bounds (min_x, max_x, min_y, max_y); None: the task config's arena.
@@ -122,6 +126,9 @@ class AgentSettings:
         try:
             integer('cache_max_age_ticks', self.cache_max_age_ticks, 0)
             number('stale_timeout_s', self.stale_timeout_s, 0.0, lo_open=True)
+            number('mocap_future_s', self.mocap_future_s, 0.0, lo_open=True)
+            number('max_body_speed_mps', self.max_body_speed_mps, 0.0, lo_open=True)
+            number('jump_margin_m', self.jump_margin_m, 0.0)
             number('intent_deadline_s', self.intent_deadline_s, 0.0)
             number('lowpass_cutoff_hz', self.lowpass_cutoff_hz, 0.0, lo_open=True)
             integer('seed', self.seed, 0)
@@ -307,9 +314,11 @@ class AgentRuntime:
         return tick_index(frame.stamp_ns, self.dt)
 
     # ---- events (what the node, replay and tests call) ------------------------------------------
-    def on_frame(self, frame: MocapSample, now: float) -> list[TickOutput]:
-        """A mocap frame arrived: validate it, then run the ticks the scheduler decides."""
-        seen = self.observe_frame(frame, now)
+    def on_frame(self, frame: MocapSample, now: float,
+                 received_ns: int | None = None) -> list[TickOutput]:
+        """A mocap frame arrived (`received_ns`: this host's wall clock at receipt, for the
+        future-stamp check): validate it, then run the ticks the scheduler decides."""
+        seen = self.observe_frame(frame, now, received_ns)
         if not seen.new:
             return []
         runs = self.scheduler.on_frame(seen.tick, frame, seen.usable, now,
@@ -344,7 +353,8 @@ class AgentRuntime:
         return self.tick(run.frame, now, run.trigger, run.waited_s)
 
     # ---- inputs ---------------------------------------------------------------------------------
-    def observe_frame(self, frame: MocapSample, now: float) -> FrameSeen:
+    def observe_frame(self, frame: MocapSample, now: float,
+                      received_ns: int | None = None) -> FrameSeen:
         """Validate a frame, hold the latest usable pose of every needed body, count rejections.
 
         A frame already observed is not counted twice."""
@@ -352,6 +362,11 @@ class AgentRuntime:
             seen = self._recent[frame.key][0]
             return FrameSeen(seen.tick, seen.usable, False, seen.reason)
         t = self.tick_of(frame)
+        s = self.settings
+        future = check_stamp(frame.stamp_ns, received_ns, s.mocap_future_s)
+        if future:       # refused before it can become the clock: later real frames still count
+            self._reject('mocap_future', f'{future} (frame {frame.frame_number})')
+            return FrameSeen(t, False, True, future)
         if self._last_stamp_ns is not None and frame.stamp_ns < self._last_stamp_ns:
             msg = (f'mocap frame {frame.frame_number} captured '
                    f'{1e-9 * (self._last_stamp_ns - frame.stamp_ns):.3f} s before the previous one')
@@ -362,6 +377,17 @@ class AgentRuntime:
             self._drop_future_pending(t)
         self._current_tick = t
         check = check_frame(frame, self.bodies)
+        for body, pose in list(check.poses.items()):
+            held = self._held.get(body)
+            if held is None:
+                continue
+            dt_s = (frame.stamp_ns - held.stamp_ns) / NS_PER_S
+            if dt_s > s.stale_timeout_s:
+                continue                 # too old to judge: the body may really be elsewhere
+            jump = check_jump(body, pose, held.pose, dt_s, s.max_body_speed_mps, s.jump_margin_m)
+            if jump:
+                del check.poses[body]
+                check.problems[body], check.details[body] = 'mocap_jump', jump
         for reason in sorted(set(check.problems.values()), key=REJECT_REASONS.index):
             bodies = [b for b, r in check.problems.items() if r == reason]
             self._reject(reason, '; '.join(check.details[b] for b in bodies)

@@ -6,6 +6,7 @@ refusals per key and logs one throttled line per key (docs/agent.md has the tabl
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Container, Sequence
 
@@ -32,6 +33,9 @@ REJECT_REASONS: tuple[str, ...] = (
     'intent_future_tick',    # too far ahead of the mocap clock (or of the first frame)
     'intent_range',          # a valid slot's latents outside [0, 1] or commands outside [-1, 1]
     'intent_valid_flags',    # the sender's own slot marked invalid, or a successor's marked valid
+    'mocap_future',          # stamped further ahead of this host's clock than mocap_future_s
+    'mocap_duplicate_body',  # a needed body's name appears more than once in the frame
+    'mocap_jump',            # a needed body moved faster than max_body_speed_mps since its last pose
 )
 
 # Intents may be this many ticks ahead of the latest mocap frame (the predecessor may see the
@@ -89,7 +93,10 @@ def check_frame(frame: MocapSample, bodies: Sequence[str]) -> FrameCheck:
                f'{len(frame.tracked)} tracked flags')
         return FrameCheck({}, {b: 'mocap_malformed' for b in bodies}, {b: msg for b in bodies}, msg)
     index: dict[str, int] = {}
+    repeated: set[str] = set()
     for j, name in enumerate(frame.names):
+        if name in index:
+            repeated.add(name)
         index.setdefault(name, j)
     poses: dict[str, tuple[float, float, float]] = {}
     problems: dict[str, str] = {}
@@ -99,6 +106,11 @@ def check_frame(frame: MocapSample, bodies: Sequence[str]) -> FrameCheck:
         j = index.get(body)
         if j is None:
             problems[body], details[body] = 'mocap_missing', f'body {body} not in frame'
+            continue
+        if body in repeated:     # which entry is the body? neither can be trusted
+            problems[body] = 'mocap_duplicate_body'
+            details[body] = (f'body {body} appears {frame.names.count(body)} times in frame '
+                             f'{frame.frame_number}')
             continue
         if not frame.tracked[j]:
             problems[body], details[body] = 'mocap_untracked', f'body {body} untracked'
@@ -116,6 +128,32 @@ def check_frame(frame: MocapSample, bodies: Sequence[str]) -> FrameCheck:
         qx, qy, qz, qw = (float(v) / norm for v in q)
         poses[body] = (float(p[0]), float(p[1]), yaw_from_quaternion(qx, qy, qz, qw))
     return FrameCheck(poses, problems, details)
+
+
+def check_stamp(stamp_ns: int, received_ns: int | None, max_future_s: float) -> str:
+    """'' when a frame's capture stamp is plausible against this host's clock at receipt, else
+    why not. A stamp ahead of the receive time can only come from a clock that stepped forward
+    (the bridge stamps from its host's clock: one forward step there would put every robot's
+    later, real frames out of order and stop them all as stale)."""
+    if received_ns is None:
+        return ''
+    ahead = (int(stamp_ns) - int(received_ns)) / NS_PER_S
+    if ahead > max_future_s:
+        return (f'mocap frame stamped {ahead:.3f} s after its receipt (more than mocap_future_s '
+                f'{max_future_s}): the clocks of bridge and robot disagree')
+    return ''
+
+
+def check_jump(body: str, pose: tuple[float, float, float], held: tuple[float, float, float],
+               dt_s: float, max_speed_mps: float, margin_m: float) -> str:
+    """'' when `body` moving from `held` to `pose` in dt_s is physically possible, else why not
+    (any node may publish on /mocap/frame: the agent does not rely on the bridge's own check)."""
+    dist = math.hypot(pose[0] - held[0], pose[1] - held[1])
+    allowed = max_speed_mps * max(dt_s, 0.0) + margin_m
+    if dist > allowed:
+        return (f'body {body} moved {dist:.2f} m in {dt_s:.3f} s (more than {max_speed_mps} m/s '
+                f'+ {margin_m} m)')
+    return ''
 
 
 @dataclass(frozen=True)
