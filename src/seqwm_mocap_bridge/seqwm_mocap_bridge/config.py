@@ -80,8 +80,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('tracking_valid_mask', 0, 'if non-zero, a body is tracked only when '
               'rigid-body params & mask != 0 (NatNet-style flag; verify with the SDK in use)',
               int, 0, 0xFFFF),
-    ParamSpec('frozen_frames', 0, 'if >= 2, a pose repeated bit-for-bit for this many frames is '
-              'treated as a stale re-send (untracked); 0 disables', int, 0, 10000),
+    ParamSpec('frozen_frames', 10, 'a pose repeated bit-for-bit for this many frames is treated '
+              'as a stale re-send (untracked): 0.1 s at 100 Hz, 0.2 s at 50 Hz; a tracked body '
+              'never repeats to the last bit (marker noise); 0 disables, else >= 2', int, 0,
+              10000),
     ParamSpec('frame_reset_gap', 1000, 'a frame-number jump larger than this is a counter reset, '
               'not drops', int, 2, 1000000000),
     # --- sim source
@@ -92,7 +94,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               0.0, 1000.0),
     ParamSpec('sim_delay_delivery', True, 'sim: really hold each frame for latency_ms of wall '
               'time, like the real link', bool),
-    ParamSpec('sim_noise_mm', 0.0, 'sim: Gaussian position noise, standard deviation (mm)',
+    ParamSpec('sim_noise_mm', 0.1, 'sim: Gaussian position noise, standard deviation (mm)',
               float, 0.0, 1000.0),
     ParamSpec('sim_noise_rad', 0.0, 'sim: Gaussian orientation noise, standard deviation (rad)',
               float, 0.0, 3.0),
@@ -159,12 +161,12 @@ class BridgeConfig:
     reacquire_frames: int = 5
     quaternion_norm_tolerance: float = 0.05
     tracking_valid_mask: int = 0
-    frozen_frames: int = 0
+    frozen_frames: int = 10
     frame_reset_gap: int = 1000
     sim_truth_topic: str = '/arena/truth'
     latency_ms: float = 10.0
     sim_delay_delivery: bool = True
-    sim_noise_mm: float = 0.0
+    sim_noise_mm: float = 0.1
     sim_noise_rad: float = 0.0
     sim_dropout_prob: float = 0.0
     sim_frame_drop_prob: float = 0.0

@@ -62,6 +62,10 @@ class RawBodyCheck:
             return NON_FINITE, 'non-finite value in ' + _fmt(values)
         if any(abs(v) >= UNDEFINED_THRESHOLD_MM for v in values[:3]):
             return UNTRACKED, 'SDK UNDEFINED position ' + _fmt(values[:3])
+        if values[:3] == (0.0, 0.0, 0.0):
+            # exactly the origin, to the last bit: one way a mocap system says "no solution"
+            # (a measured body is never there exactly; the arena's origin is a corner)
+            return UNTRACKED, 'SDK reports the origin exactly (no solution)'
         if self.cfg.tracking_valid_mask and not (int(body.params) & self.cfg.tracking_valid_mask):
             return UNTRACKED, (f'tracking flag clear (params=0x{int(body.params) & 0xFFFF:04x}, '
                                f'mask=0x{self.cfg.tracking_valid_mask:04x})')

@@ -18,13 +18,15 @@ def recorded(n: int = 30) -> list[RecordedFrame]:
     t0 = 1_700_000_000_000_000_000
     period = int(1e9 / RECORDED_HZ)
     frames = []
+    rng = np.random.default_rng(0)
     for i in range(n):
         yaw = 0.03 * i
+        noise = rng.normal(0.0, 1e-4, 3)       # a resting box still carries marker noise
         frames.append(RecordedFrame(
             frame_number=1000 + i, stamp_ns=t0 + i * period, latency_ms=5.5,
             names=['go2w_1', 'go2w_2', 'box'],
             positions=np.array([[1.0 + 0.01 * i, 1.25, 0.3], [1.15, -1.25 + 0.005 * i, 0.3],
-                                [2.0, 0.0, 0.25]]),
+                                [2.0, 0.0, 0.25] + noise]),
             quaternions=np.array([[0, 0, np.sin(yaw / 2), np.cos(yaw / 2)], [0, 0, 0, 1.0],
                                   [0, 0, 0, 1.0]]),
             tracked=np.array([True, i % 10 != 4, True])))
@@ -129,7 +131,8 @@ def test_sim_process_turns_arena_truth_into_the_same_frames_at_the_truth_stamps(
         proc = spawn.start([BRIDGE, '--ros-args', '-p', 'source:=sim',
                             '-p', "axis_up:='y'",          # quoted: a bare y is a YAML boolean
                             '-p', 'latency_ms:=15.0', '-p', 'bodies:=[go2w_1,box]',
-                            '-p', 'max_speed_mps:=3.0', '-p', 'status_period_s:=0.25'],
+                            '-p', 'max_speed_mps:=3.0', '-p', 'status_period_s:=0.25',
+                            '-p', 'sim_noise_mm:=0.0'],         # exact poses to compare
                            'bridge', python_module=True)
         listener.spin_until(lambda: truth_pub.get_subscription_count() >= 1 and
                             listener.node.count_publishers('/mocap/frame') >= 1,

@@ -136,8 +136,11 @@ def test_sim_frames_round_trip_through_the_pipeline(bodies, axis_up, unit):
     sink.frame(raw, stamp + 7_300_000)
     out = sink.out[0]
     assert out.stamp_ns == stamp and out.names == names
-    np.testing.assert_allclose(out.positions, p, atol=1e-9)
-    np.testing.assert_allclose(out.yaw, [a for *_, a in bodies], atol=1e-9)
+    at_origin = np.all(p == 0.0, axis=1)           # exactly the origin: the SDK's no-solution form
+    assert out.tracked.tolist() == (~at_origin).tolist()
+    np.testing.assert_allclose(out.positions[~at_origin], p[~at_origin], atol=1e-9)
+    np.testing.assert_allclose(np.asarray(out.yaw)[~at_origin],
+                               np.array([a for *_, a in bodies])[~at_origin], atol=1e-9)
 
 
 def test_sim_noise_and_dropouts_are_seeded_and_dropouts_look_like_sdk_occlusion():
@@ -152,3 +155,40 @@ def test_sim_noise_and_dropouts_are_seeded_and_dropouts_look_like_sdk_occlusion(
     assert 25 < len(occluded) < 80
     xs = np.array([b.x for b in raw.bodies if b.qw != 0])
     assert 1.0 < xs.std() < 3.0 and abs(xs.mean() - 1000.0) < 1.0
+
+
+def _stream(positions_per_frame, rate_hz: float = 100.0):
+    """Frames of one body 'go2w_1' (z up, metres) through the pipeline with default settings."""
+    cfg = BridgeConfig.from_dict({})
+    sink = PipelineSink(cfg)
+    q = np.array([[0.0, 0.0, 0.0, 1.0]])
+    t0 = 2_000_000_000_000
+    for i, pos in enumerate(positions_per_frame):
+        raw = arena_to_raw_frame(100 + i, ['go2w_1'], np.array([pos]), q, [True], sink.body_map,
+                                 'z', 5.0)
+        sink.frame(raw, t0 + int(i * 1e9 / rate_hz) + 5_000_000)
+    return sink
+
+
+def test_a_pose_re_sent_unchanged_is_untracked_by_default():
+    """Issue 15 hole 4: frozen-pose detection was off by default; a stream that froze one robot
+    for 1 s was published tracked for 100 of 100 frames, up to 1 m off. Default now: 10
+    bit-identical frames (0.1 s at 100 Hz) make it untracked."""
+    rng = np.random.default_rng(1)
+    moving = [[1.0 + 0.01 * i + rng.normal(0, 1e-4), 1.0, 0.3] for i in range(20)]
+    frozen = [moving[-1]] * 100                                 # the SDK re-sends its last pose
+    sink = _stream(moving + frozen)
+    tracked = [bool(f.tracked[0]) for f in sink.out]
+    assert all(tracked[:28])                  # moving; its last pose then 9 times in all: ok
+    assert not any(tracked[28:]), tracked.index(False)      # the 10th identical one: frozen
+    assert sink.pipeline.counters['frozen'] >= 90
+
+
+def test_a_body_reported_exactly_at_the_origin_is_never_published_as_tracked():
+    """Issue 15 hole 4: (0, 0, 0) with a unit quaternion was rejected as a jump for a few frames,
+    then re-acquired and published as tracked at the origin."""
+    rng = np.random.default_rng(2)
+    moving = [[3.0 + rng.normal(0, 1e-4), 1.0, 0.3] for _ in range(10)]
+    sink = _stream(moving + [[0.0, 0.0, 0.0]] * 50)
+    assert all(bool(f.tracked[0]) for f in sink.out[:10])
+    assert not any(bool(f.tracked[0]) for f in sink.out[10:])
