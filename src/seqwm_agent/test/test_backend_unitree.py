@@ -327,3 +327,31 @@ def test_standin_behaves_like_the_robot_for_the_real_sport_client(spawn, tmp_pat
     assert 'move_timeout' in events and events[-1] != 'exit'
     stops = standin.calls('StopMove')
     assert len(stops) == 1 and stops[0]['t'] > moves[-1]['t']
+
+
+def test_a_killed_worker_is_replaced_and_the_robot_stopped_before_it_moves_again(backend, standin):
+    """Issue 15 hole 5: after SIGKILL of the worker the backend raised forever, the robot coasted
+    on its last Move and no StopMove could be sent. Now: not ready with the reason, a new worker
+    after the back-off, StopMove as soon as it is up, ready again, commands flow."""
+    import os
+    import signal
+
+    from seqwm_agent.backends.base import BackendError
+    hold(backend, (0.3, 0.0, 0.1), 0.4, 0.1)
+    old_pid = backend.pid
+    os.kill(old_pid, signal.SIGKILL)
+    t_kill = time.monotonic()
+    wait_for(lambda: not backend.state().ready, timeout=5.0, what='the backend to notice')
+    st = backend.state()
+    assert 'died' in st.error or 'replaced' in st.error, st.error
+    with pytest.raises(BackendError):
+        backend.send(0.3, 0.0, 0.1)
+    wait_for(lambda: backend.state().ready, timeout=30.0, what='a replacement worker')
+    assert backend.restarts == 1 and backend.pid != old_pid
+    assert backend.state().detail['worker_restarts'] == 1 and backend.state().error == ''
+    stops = [r for r in standin.calls('StopMove') if r['mono'] > t_kill]
+    assert stops, 'the replacement sent no StopMove'
+    assert not [r for r in standin.calls('Move') if t_kill < r['mono'] < stops[0]['mono']]
+    hold(backend, (0.2, 0.0, 0.0), 0.3, 0.1)
+    wait_for(lambda: [r for r in standin.calls('Move') if r['mono'] > stops[0]['mono']],
+             timeout=5.0, what='Moves from the replacement')

@@ -19,8 +19,9 @@ def test_generated_message_classes_import_with_documented_fields():
     for name in ('tick', 'model_set_id', 'sender', 'sender_index', 'num_agents', 'horizon',
                  'latent_dim', 'action_dim', 'latents', 'actions', 'valid'):
         assert name in intent_fields, name
-    assert intent_fields['latents'] == 'sequence<float>'
-    assert MocapFrame.get_fields_and_field_types()['poses'] == 'sequence<geometry_msgs/Pose>'
+    assert intent_fields['latents'] == 'sequence<float, 5440>'     # bounded: 5 robots, H 16, dz 64
+    assert MocapFrame.get_fields_and_field_types()['poses'] == 'sequence<geometry_msgs/Pose, 256>'
+    assert AgentStatus.TRIGGER_DEADLINE == 2
     assert AgentStatus.MODE_STOPPED == 3
 
 

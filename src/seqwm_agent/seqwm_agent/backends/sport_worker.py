@@ -9,6 +9,7 @@ Protocol (text lines, each shorter than PIPE_BUF so every write is atomic):
   parent -> worker on stdin:
     cmd <vx> <vy> <wz>   latest velocity command; re-sent with Move at `resend_hz`
     stop                 StopMove now, then hold still until the next cmd
+    (a worker started to replace a dead one sends StopMove as soon as its SportClient is up)
     close                StopMove, then exit
   worker -> parent on `--status-fd`: one JSON object per line with cumulative counters, sent
     every 0.1 s and at once on events. Writes are non-blocking and dropped when the pipe is full:
@@ -281,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                         f'{cfg["network_interface"]!r}: {exc}')
             code = 2
         else:
+            if cfg.get('replaces_worker'):
+                # the worker before this one died: the robot may still be moving on its last
+                # Move (until its own ~1 s timeout) - stop it before anything else
+                worker.stop_move('replacing a dead worker')
             if worker.start_up():
                 worker.run_loop()
             elif worker.s['phase'] != PHASE_FAILED:

@@ -37,6 +37,10 @@ SPAWN_ALLOWANCE_S = 10.0
 HEARTBEAT_STALE_S = 1.0
 # A robot state older than this makes the backend not ready (the robot publishes at 50-500 Hz).
 STATE_STALE_S = 1.0
+# A dead worker is replaced after a back-off that doubles from the first to the last value per
+# failed replacement; a replacement that stays up this long resets it.
+RESTART_BACKOFF_S = (0.5, 10.0)
+RESTART_HEALTHY_S = 10.0
 
 
 def heartbeat_limit(config: 'UnitreeBackendConfig') -> float:
@@ -135,6 +139,10 @@ class UnitreeBackend(RobotBackend):
         self._last = (0.0, 0.0, 0.0)
         self._error = ''
         self._closed = False
+        self.restarts = 0                      # workers started to replace a dead one
+        self._backoff = RESTART_BACKOFF_S[0]
+        self._restart_at: float | None = None
+        self._spawned_at = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -146,8 +154,17 @@ class UnitreeBackend(RobotBackend):
         """Start the worker; with `wait`, block until the robot is ready or raise BackendStartError."""
         if self._proc is not None:
             raise BackendError('unitree backend already started')
+        self._spawn(replaces=False)
+        if wait:
+            self.wait_ready(self.config.ready_timeout + SPAWN_ALLOWANCE_S)
+
+    def _spawn(self, replaces: bool) -> None:
         cfg = self.config.to_dict()
         cfg['v_max'] = [self.limits.vx, self.limits.vy, self.limits.wz]
+        cfg['replaces_worker'] = replaces
+        with self._lock:
+            self._status = {'phase': w.PHASE_STARTING, 'error': ''}
+        self._spawned_at = time.monotonic()
         status_r, status_w = os.pipe()
         try:
             self._proc = subprocess.Popen(
@@ -164,8 +181,41 @@ class UnitreeBackend(RobotBackend):
         self._reader = threading.Thread(target=self._read_status_lines, args=(status_r,),
                                         name='unitree-status', daemon=True)
         self._reader.start()
-        if wait:
-            self.wait_ready(self.config.ready_timeout + SPAWN_ALLOWANCE_S)
+
+    def supervise(self) -> None:
+        """Replace a dead worker (SIGKILL, crash): after a back-off (0.5 s doubling to 10 s), a
+        new one starts, sends StopMove as soon as its SportClient is up, and gets ready again;
+        until then the backend is not ready and says why (the agent stops, status `stopped`
+        with the reason). The robot's own Move timeout (~1 s without a Move) is the last line
+        of defence while no worker runs. Called by `state()`, so every tick supervises."""
+        if self._closed or self._proc is None:
+            return
+        now = time.monotonic()
+        if self._proc.poll() is None:
+            st, _ = self._snapshot()
+            if st['phase'] == w.PHASE_READY:
+                if self._error.startswith('unitree sport worker'):
+                    self._error = ''              # the replacement is up
+                if now - self._spawned_at > RESTART_HEALTHY_S:
+                    self._backoff = RESTART_BACKOFF_S[0]
+            return
+        if self._restart_at is None:
+            self._restart_at = now + self._backoff
+            self._error = (f'unitree sport worker died (exit code {self._proc.returncode}); '
+                           f'a new one starts in {self._backoff:.1f} s')
+            return
+        if now < self._restart_at:
+            return
+        if self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        self._restart_at = None
+        self._backoff = min(2.0 * self._backoff, RESTART_BACKOFF_S[1])
+        self.restarts += 1
+        self._error = f'unitree sport worker replaced ({self.restarts} so far); getting ready'
+        self._spawn(replaces=True)
 
     def _read_status_lines(self, fd: int) -> None:
         with os.fdopen(fd, 'rb') as stream:
@@ -278,6 +328,7 @@ class UnitreeBackend(RobotBackend):
 
     # --- status --------------------------------------------------------------------------
     def state(self) -> BackendState:
+        self.supervise()
         st, age = self._snapshot()
         alive = self._proc is not None and self._proc.poll() is None and not self._closed
         mode = st.get('robot_mode', -1)
@@ -310,6 +361,7 @@ class UnitreeBackend(RobotBackend):
             'worker_clamped': st.get('clamped', 0),
             'commands_from_parent': self._sent,
             'commands_received': st.get('commands', 0),
+            'worker_restarts': self.restarts,
         }
         return BackendState(
             kind=self.kind,
@@ -320,6 +372,7 @@ class UnitreeBackend(RobotBackend):
             watchdog_stops=int(st.get('watchdog_stops', 0)),
             clamped=self._clamped,
             last_command=self._last,
-            error=st.get('error') or self._error,
+            error=(self._error if not alive or self._restart_at is not None
+                   else st.get('error') or self._error),
             detail=detail,
         )
