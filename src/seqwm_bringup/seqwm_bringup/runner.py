@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from seqwm_agent.task_registry import TASK_NAMES
@@ -59,10 +60,14 @@ class Running:
 class TeamRunner:
     """The processes of one node graph."""
 
-    def __init__(self, nodes: list[NodeSpec], run_dir: Path, env: dict[str, str] | None = None):
+    def __init__(self, nodes: list[NodeSpec], run_dir: Path, env: dict[str, str] | None = None,
+                 wrap: Callable[[NodeSpec], list[str]] | None = None):
+        """`wrap(node)`: a command prefix per node, e.g. `ip netns exec <host>` to run each
+        node on its own (network-namespace) host."""
         self.nodes = nodes
         self.run_dir = run_dir
         self.env = {**os.environ, 'OMP_NUM_THREADS': '1', **(env or {})}
+        self.wrap = wrap
         self.running: list[Running] = []
 
     def start(self) -> None:
@@ -74,6 +79,8 @@ class TeamRunner:
             params.write_text(params_yaml(node))
             log = self.run_dir / 'logs' / f'{tag}.log'
             cmd = [sys.executable, '-m', node.module, *ros_args(node, str(params))]
+            if self.wrap is not None:
+                cmd = [*self.wrap(node), *cmd]
             with open(log, 'wb') as fh:
                 proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
                                         start_new_session=True)
