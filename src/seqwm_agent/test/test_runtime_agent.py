@@ -175,6 +175,23 @@ def test_intent_arriving_after_its_tick_is_the_cache_for_the_next(model_dir):
     assert out.mode == Mode.CACHED and math.isclose(out.intent_age_s, DT)  # tick 1 shifted by 1
 
 
+def test_an_intent_arriving_after_the_deadline_is_late_even_before_the_timer_fires(model_dir):
+    """The node's executor may run the intent callback before a late deadline timer: the tick
+    still counts as run at its deadline and must not plan on the late intent (bag replay of
+    `make demo` found a status 'fresh' with trigger 'deadline')."""
+    p0, p1 = pipe(model_dir, 0), pipe(model_dir, 1)
+    o0 = step(p0, frame(0), None, now(0))
+    step(p1, frame(0), o0.intent, now(0, 0.01))
+    o0 = step(p0, frame(1), None, now(1))
+    assert p1.on_frame(frame(1), now(1)) == []                        # waits for the intent
+    late = p1.on_intent(o0.intent, now(1, 0.06))                      # deadline 0.05 passed
+    assert [(o.trigger, o.mode) for o in late] == [(Trigger.DEADLINE, Mode.CACHED)]
+    assert late[0].waited_s == pytest.approx(0.05)
+    o0 = step(p0, frame(2), None, now(2))
+    nxt = step(p1, frame(2), None, now(2, 0.06))
+    assert nxt.mode == Mode.CACHED and math.isclose(nxt.intent_age_s, DT)   # tick 1's, shifted
+
+
 def test_robot_never_heard_from_its_predecessor_plans_masked(model_dir):
     out = step(pipe(model_dir, 1), frame(0), None, now(0))
     assert out.mode == Mode.MASKED and 'no intent from go2w_1 yet' in out.reason

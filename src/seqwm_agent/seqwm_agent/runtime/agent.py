@@ -318,18 +318,26 @@ class AgentRuntime:
                  received_ns: int | None = None) -> list[TickOutput]:
         """A mocap frame arrived (`received_ns`: this host's wall clock at receipt, for the
         future-stamp check): validate it, then run the ticks the scheduler decides."""
+        out = self._run_due(now)                  # a tick whose deadline passed: without it
         seen = self.observe_frame(frame, now, received_ns)
         if not seen.new:
-            return []
+            return out
         runs = self.scheduler.on_frame(seen.tick, frame, seen.usable, now,
                                        self.has_intent_for(seen.tick), seen.reason)
-        return [self._execute(r, now) for r in runs]
+        return out + [self._execute(r, now) for r in runs]
 
     def on_intent(self, intent: IntentMessage, now: float) -> list[TickOutput]:
         """A predecessor intent arrived: validate and keep it; run the tick waiting for it."""
+        out = self._run_due(now)                  # after its deadline: the tick runs without it
         if self.receive_intent(intent, now) is not None:
-            return []
-        return [self._execute(r, now) for r in self.scheduler.on_intent(intent.tick, now)]
+            return out
+        return out + [self._execute(r, now) for r in self.scheduler.on_intent(intent.tick, now)]
+
+    def _run_due(self, now: float) -> list[TickOutput]:
+        """The waiting tick, if its deadline passed before this event (found by bag replay:
+        an intent arriving after the deadline, before the late timer, was planned on as fresh
+        while the tick counted as run at its deadline)."""
+        return [self._execute(r, now) for r in self.scheduler.due(now)]
 
     def on_timer(self, now: float) -> list[TickOutput]:
         """Deadline and watchdog timer: a tick whose deadline passed, a stale-mocap stop."""

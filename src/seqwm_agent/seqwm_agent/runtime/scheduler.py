@@ -110,11 +110,12 @@ class Scheduler:
         return Run(w.tick, w.frame, trigger, max(now - w.arrived, 0.0))
 
     # ---- events --------------------------------------------------------------------------------
-    def _due(self, now: float) -> list[Run]:
+    def due(self, now: float) -> list[Run]:
         """The waiting tick, if its deadline passed before `now`. Every event first runs it, so
         a decision depends only on when events happened, never on which callback the node's
         executor happened to run first (a deadline timer that fires late must not let a late
-        intent count as on time: bag replay would decide otherwise)."""
+        intent count as on time: bag replay would decide otherwise). The runtime calls it
+        before it takes anything from the event in (the late intent, the next frame's poses)."""
         if self._waiting is not None and now >= self._waiting.deadline:
             return [self._run(self._waiting.deadline, Trigger.DEADLINE)]
         return []
@@ -122,7 +123,7 @@ class Scheduler:
     def on_frame(self, tick: int, frame: Any, usable: bool, now: float,
                  intent_in_hand: bool = False, problem: str = '') -> list[Run]:
         """A mocap frame of `tick` arrived (already validated: `usable` = own body measured)."""
-        due = self._due(now)
+        due = self.due(now)
         self._last_any = now
         if self._started is None:
             self._started = now
@@ -146,14 +147,14 @@ class Scheduler:
 
     def on_intent(self, tick: int, now: float) -> list[Run]:
         """An accepted predecessor intent of `tick` arrived."""
-        due = self._due(now)
+        due = self.due(now)
         if not due and self._waiting is not None and tick == self._waiting.tick:
             return [self._run(now, Trigger.INTENT)]
         return due
 
     def on_timer(self, now: float) -> list[Run | Stop]:
         """Periodic call (deadline timer, watchdog timer): a due deadline, a stale stop."""
-        out: list[Run | Stop] = list(self._due(now))
+        out: list[Run | Stop] = list(self.due(now))
         if self._started is None:
             self._started = now
         since = self._last_usable if self._last_usable is not None else self._started
