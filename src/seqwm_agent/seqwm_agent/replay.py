@@ -177,6 +177,19 @@ def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
         if kind == 'intent' and payload.tick in ran:
             when, on_it = ran[payload.tick]
             events[k] = (when if on_it else max(now, when), seq, kind, payload)
+    # A tick planned masked with no intent ever received (age 0) says that no predecessor intent
+    # had reached the robot before it ran (at start-up its subscription may match after the
+    # recorder's): those in the bag are left out.
+    deaf_until = None
+    for t in sorted(statuses):                    # the start-up ticks, before any intent helped
+        st = statuses[t][0][1]
+        if int(st.mode) in (Mode.FRESH, Mode.CACHED):
+            break
+        arrived = frames.get(_stamp_ns(st.header))
+        if int(st.mode) == Mode.MASKED and float(st.intent_age_s) == 0.0 and arrived is not None:
+            deaf_until = arrived + float(st.wait_ms) / 1000.0
+    if pred and deaf_until is not None:
+        events = [e for e in events if e[2] != 'intent' or e[0] >= deaf_until]
     # A fresh tick that ran on an intent the recorder lost: the robot's own outgoing intent of
     # that tick forwards the predecessor's slots unchanged.
     for t, (when, on_it) in ran.items():
