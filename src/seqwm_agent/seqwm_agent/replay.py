@@ -41,7 +41,7 @@ import yaml
 from .bag import read_messages
 from .node_params import check_values, resolve_path, settings_from_values
 from .runtime.agent import AgentRuntime, Mode, TickOutput
-from .runtime.messages import intent_message_from_msg, mocap_sample_from_msg
+from .runtime.messages import MocapSample, intent_message_from_msg, mocap_sample_from_msg
 from .runtime.scheduler import Trigger
 
 NS = 1_000_000_000
@@ -145,12 +145,19 @@ def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
     # the tick ran. Between ticks, the recorder's stamps order the events.
     # Frames: a tick starts on the first usable frame the robot got, so frames of a recorded
     # tick older than the one it ran on never reached it (discovery at start-up, a best-effort
-    # drop): they are left out. A tick that ran when the next tick's frame came (trigger
+    # drop), nor did the frames of a tick it skipped (busy planning, its subscription keeps only
+    # the newest frame): they are left out. A tick that ran when the next tick's frame came (trigger
     # next_frame) got that frame wait_ms after its own.
     tick_frame = {t: _stamp_ns(recs[0][1].header) for t, recs in statuses.items()}
     dt_ns = int(round(dt * NS))
-    events = [e for e in events if e[2] != 'frame'
-              or e[3].stamp_ns >= tick_frame.get(e[3].stamp_ns // dt_ns, 0)]
+    lo, hi = (min(statuses), max(statuses)) if statuses else (0, -1)
+
+    def reached(frame: MocapSample) -> bool:
+        t = frame.stamp_ns // dt_ns
+        if lo < t < hi and t not in tick_frame:
+            return False          # a tick the robot never ran: busy (KEEP_LAST 1) or its frames lost
+        return frame.stamp_ns >= tick_frame.get(t, 0)
+    events = [e for e in events if e[2] != 'frame' or reached(e[3])]
     frames = {e[3].stamp_ns: e[0] for e in events if e[2] == 'frame'}
     for t, recs in statuses.items():
         st = recs[0][1]
