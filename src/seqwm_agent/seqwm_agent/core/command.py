@@ -183,7 +183,6 @@ class ChainParams:
         self.neg_v_max = -self.v_max
         c = butterworth1(settings.cutoff_hz, settings.rate_hz)
         self.b, self.a = c.b, c.a
-        self.b_x_max = self.b * self.x_max
         self.dt = 1.0 / settings.rate_hz
 
     def like(self, dtype: torch.dtype, device: torch.device | str) -> 'ChainParams':
@@ -218,15 +217,15 @@ def chain_inverse(p: ChainParams, state: ChainState, command: torch.Tensor,
     gives the input x = (y - a y_prev) / b - x_prev, and the action x / action_scale. So a
     planner can search over commands, the quantity its world model is trained on, and hand the
     robot's chain the action that produces the planned command."""
+    c = command * p.action_scale
     step = p.a_max * (p.dt if dt is None else dt)
-    y_mid = p.b * state.x_prev + p.a * state.y_prev      # filter output for a zero input
-    y_lo, y_hi = y_mid - p.b_x_max, y_mid + p.b_x_max
-    lo, hi = state.last - step, state.last + step
-    v_lo = torch.clamp(y_lo, lo, hi)                      # the acceleration limit cuts the span
-    v_hi = torch.clamp(y_hi, lo, hi)
-    v = torch.clamp(torch.clamp(command * p.action_scale, v_lo, v_hi), p.neg_v_max, p.v_max)
+    y_lo = p.b * (state.x_prev - p.x_max) + p.a * state.y_prev
+    y_hi = p.b * (state.x_prev + p.x_max) + p.a * state.y_prev
+    v_lo = state.last + torch.clamp(y_lo - state.last, -step, step)   # the acceleration limit
+    v_hi = state.last + torch.clamp(y_hi - state.last, -step, step)   # cuts the filter's span
+    v = torch.clamp(torch.clamp(c, v_lo, v_hi), p.neg_v_max, p.v_max)
     y = torch.clamp(v, y_lo, y_hi)
-    x = (y - y_mid) * (1.0 / p.b)                         # = (y - a y_prev) / b - x_prev
+    x = (y - p.a * state.y_prev) / p.b - state.x_prev
     return (x * p.inv_scale).clamp(-1.0, 1.0)
 
 
