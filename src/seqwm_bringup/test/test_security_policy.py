@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import xml.dom.minidom
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def test_every_topic_a_running_team_uses_is_allowed_to_its_node(tmp_path, rclpy_
             return {(ns.rstrip('/') + '/' + name).replace('//', '/')
                     for name, ns in probe.get_node_names_and_namespaces()}
         wait_for(lambda: {n.fqn for n in nodes} <= seen(), 60.0, what='every node on the graph')
+
+        def ready(node) -> bool:         # a node is on the graph before its publishers exist
+            pubs = {t for t, _ in probe.get_publisher_names_and_types_by_node(
+                node.name, node.namespace or '/')}
+            return bool(pubs - set(COMMON_PUBLISH))
+        wait_for(lambda: all(ready(n) for n in nodes), 60.0, what='every node publishing')
+        time.sleep(1.0)                  # the last subscriptions of a constructor
         checked = 0
         for node in nodes:
             name, ns = node.name, node.namespace or '/'
