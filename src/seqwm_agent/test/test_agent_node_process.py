@@ -228,7 +228,8 @@ def test_a_signal_during_a_message_flood_still_ends_in_the_clean_stop(
         while flooding.is_set():
             pub.publish(msg)
 
-    threading.Thread(target=flood, daemon=True).start()
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
     try:
         for k, sig in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGINT)):
             agent = start_agent(spawn, tmp_path, 'go2w_2', model_dir, name=f'agent_{k}')
@@ -243,3 +244,4 @@ def test_a_signal_during_a_message_flood_still_ends_in_the_clean_stop(
             assert 'stopped and closed the topic backend' in log
     finally:
         flooding.clear()
+        flooder.join(5.0)           # before the test's context goes down under it
