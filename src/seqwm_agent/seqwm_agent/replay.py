@@ -158,7 +158,12 @@ def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
             return False          # a tick the robot never ran: busy (KEEP_LAST 1) or its frames lost
         return frame.stamp_ns >= tick_frame.get(t, 0)
     events = [e for e in events if e[2] != 'frame' or reached(e[3])]
-    frames = {e[3].stamp_ns: e[0] for e in events if e[2] == 'frame'}
+    # Frame times: the capture stamp plus the smallest receive delay in the bag. The recorder's
+    # own stamps carry its load (a 0.39 s stall was seen on the demo's two busy cores), which
+    # would fire the replayed watchdog where the robot, receiving on time, did not stop.
+    delays = [e[0] - e[3].stamp_ns / NS for e in events if e[2] == 'frame']
+    offset = min(delays) if delays else 0.0
+    frames = {e[3].stamp_ns: e[3].stamp_ns / NS + offset for e in events if e[2] == 'frame'}
     for t, recs in statuses.items():
         st = recs[0][1]
         if int(st.trigger) == Trigger.NEXT_FRAME and t + 1 in tick_frame \
@@ -180,10 +185,25 @@ def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
         else:                                   # after the tick ran (or never)
             ran[t] = (arrived + float(st.wait_ms) / 1000.0 + 1e-6, False)
     rebuilt = 0
-    for k, (now, seq, kind, payload) in enumerate(events):
+
+    def in_time_for_next(t: int) -> bool:
+        """Whether the intent of tick t, late for t, reached the robot before tick t + 1 ran:
+        t + 1 planned fresh, or cached on exactly it (age one tick)."""
+        nxt = statuses.get(t + 1)
+        if nxt is None:
+            return True
+        st = nxt[0][1]
+        return int(st.mode) == Mode.FRESH or (
+            int(st.mode) == Mode.CACHED and round(float(st.intent_age_s) / dt) == 1)
+    kept = []
+    for now, seq, kind, payload in events:
         if kind == 'intent' and payload.tick in ran:
             when, on_it = ran[payload.tick]
-            events[k] = (when if on_it else max(now, when), seq, kind, payload)
+            if not on_it and not in_time_for_next(payload.tick):
+                continue                          # it came after tick + 1 ran: refused there
+            now = when                            # the robot's timing, not the recorder's
+        kept.append((now, seq, kind, payload))
+    events = kept
     # A tick planned masked with no intent ever received (age 0) says that no predecessor intent
     # had reached the robot before it ran (at start-up its subscription may match after the
     # recorder's): those in the bag are left out.
