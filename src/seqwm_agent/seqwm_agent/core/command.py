@@ -186,9 +186,15 @@ class ChainParams:
         self.dt = 1.0 / settings.rate_hz
 
     def like(self, dtype: torch.dtype, device: torch.device | str) -> 'ChainParams':
-        if dtype == self.dtype and torch.device(device) == self.device:
+        """These constants in another dtype / device (made once: the planner asks every plan)."""
+        dev = torch.device(device)
+        if dtype == self.dtype and dev == self.device:
             return self
-        return ChainParams(self.settings, self.action_scale.cpu().numpy(), dtype, device)
+        cache = self.__dict__.setdefault('_like', {})
+        key = (dtype, dev)
+        if key not in cache:
+            cache[key] = ChainParams(self.settings, self.action_scale.cpu().numpy(), dtype, dev)
+        return cache[key]
 
 
 def chain_step(p: ChainParams, state: ChainState, action: torch.Tensor,
