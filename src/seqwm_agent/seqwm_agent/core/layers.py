@@ -22,9 +22,22 @@ def simnorm(x: torch.Tensor, group: int) -> torch.Tensor:
     return torch.softmax(x.reshape(*shape[:-1], shape[-1] // group, group), dim=-1).reshape(shape)
 
 
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """Mish, x tanh(softplus(x)), written with one exp: with n = e^x,
+    tanh(log(1 + n)) = ((1 + n)^2 - 1) / ((1 + n)^2 + 1) = p / (p + 2), p = n (n + 2).
+
+    Exact in real arithmetic and within a few float32 ulps of F.mish; for x > 20, p / (p + 2)
+    is 1 in float32 (so x is clamped there before the exp, which would overflow past 88). Why:
+    compiled (Inductor) and eager kernels of exp and arithmetic are several times faster than
+    those of softplus + tanh on a CPU, and Mish is most of a world model's element-wise work."""
+    n = torch.exp(x.clamp(max=20.0))
+    p = n * (n + 2.0)
+    return x * p / (p + 2.0)
+
+
 def _activate(y: torch.Tensor, act: str, group: int) -> torch.Tensor:
     if act == 'mish':
-        return F.mish(y)
+        return mish(y)
     if act == 'simnorm':
         return simnorm(y, group)
     return y

@@ -41,13 +41,18 @@ class TwoHot:
     def to(self, device: torch.device | str) -> TwoHot:
         return TwoHot(self.num_bins, self.vmin, self.vmax, device, self.bins.dtype)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Scalars (...) -> two-hot targets (..., num_bins) of symlog(x), clamped to the bin range."""
+    def _bins_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lower bin k (..., long) of symlog(x), clamped to the bin range, and the weight of
+        bin k + 1 (...); bin k gets 1 - that."""
         s = symlog(x).clamp(self.vmin, self.vmax)
         pos = (s - self.vmin) / self.bin_size
         k = pos.floor().clamp(max=self.num_bins - 2)
-        upper = (pos - k).unsqueeze(-1)                    # weight of bin k+1
-        k = k.long().unsqueeze(-1)
+        return k.long(), pos - k
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Scalars (...) -> two-hot targets (..., num_bins) of symlog(x), clamped to the bin range."""
+        k, upper = self._bins_of(x)
+        upper, k = upper.unsqueeze(-1), k.unsqueeze(-1)
         out = torch.zeros(*x.shape, self.num_bins, dtype=x.dtype, device=x.device)
         out.scatter_(-1, k, 1.0 - upper)
         out.scatter_add_(-1, k + 1, upper)
@@ -62,5 +67,16 @@ class TwoHot:
         return self.expectation(torch.softmax(logits, dim=-1))
 
     def soft_ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Soft cross-entropy (...,) between predicted logits (..., num_bins) and scalar targets (...)."""
-        return -(self.encode(target) * F.log_softmax(logits, dim=-1)).sum(-1)
+        """Soft cross-entropy (...,) between predicted logits (..., num_bins) and scalar targets
+        (...) (leading dims broadcast, e.g. twin critics' (2, ...) against one target).
+
+        -sum_i t_i log softmax(l)_i with the two-hot t = (1 - u) at bin k, u at k + 1, i.e.
+        logsumexp(l) - (1 - u) l_k - u l_{k+1}: the same value as with the encoded target,
+        without building (..., num_bins) targets (two gathers instead of a scatter, a product
+        and a sum over the bins)."""
+        k, upper = self._bins_of(target)
+        lead = torch.broadcast_shapes(logits.shape[:-1], target.shape)
+        idx = k.unsqueeze(-1).expand(*lead, 1)
+        lo = logits.expand(*lead, logits.shape[-1]).gather(-1, idx).squeeze(-1)
+        hi = logits.expand(*lead, logits.shape[-1]).gather(-1, idx + 1).squeeze(-1)
+        return torch.logsumexp(logits, dim=-1) - (1.0 - upper) * lo - upper * hi

@@ -129,8 +129,13 @@ class WorldModel(nn.Module):
         raise ValueError(f"return_type must be 'all', 'min' or 'avg', got {return_type!r}")
 
     def pi(self, z: torch.Tensor, e: torch.Tensor, deterministic: bool = False,
-           generator: torch.Generator | None = None) -> PolicyOutput:
-        """Actor: (z (..., dz), e (..., de)) -> tanh-squashed Gaussian action (..., da)."""
+           generator: torch.Generator | None = None,
+           noise: torch.Tensor | None = None) -> PolicyOutput:
+        """Actor: (z (..., dz), e (..., de)) -> tanh-squashed Gaussian action (..., da).
+
+        `noise` (..., da): the standard-normal draw to use instead of one from `generator` (a
+        compiled update draws its noise outside the compiled graph, so eager and compiled
+        updates see the same numbers)."""
         self._check('z', z, self.cfg.latent_dim)
         self._check('e', e, self.cfg.intent_dim)
         mu, log_std = self._pi(torch.cat([z, e], dim=-1)).chunk(2, dim=-1)
@@ -138,6 +143,8 @@ class WorldModel(nn.Module):
         log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)
         if deterministic:
             eps = torch.zeros_like(mu)
+        elif noise is not None:
+            eps = noise
         else:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         u = mu + eps * log_std.exp()

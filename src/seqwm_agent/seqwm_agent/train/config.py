@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..core.compiled import COMPILE_MODES
 from ..core.config import ConfigError, ModelConfig, PlannerConfig
 from ..core.validate import build, choice, integer, number
 
@@ -28,7 +29,7 @@ class TrainConfig:
     comm: str = 'seq'                   # seq | dec (no message) | cen (all others' slots)
     num_envs: int = 512                 # parallel envs stepped with the actor (+ noise)
     total_env_steps: int = 2_000_000    # team transitions (one per env per control tick)
-    max_wall_s: float = 0.0             # stop after this much wall time (0: no limit)
+    max_wall_s: float = 0.0             # stop after this much training wall time (excl. eval; 0: none)
     warmup_env_steps: int = 20_000      # uniformly random actions first
     pretrain_updates: int = 200         # burst of updates when warm-up ends
     updates_per_env_step: float = 1 / 64   # UTD ratio (updates per team transition)
@@ -55,6 +56,7 @@ class TrainConfig:
     eval_every_env_steps: int = 200_000
     eval_episodes: int = 20             # periodic planner evaluation (eval_planner)
     checkpoint_every_s: float = 300.0   # resumable checkpoint period (wall time)
+    compile: str = 'auto'               # torch.compile the update: auto (eager fallback) | on | off
     model: dict[str, Any] = field(default_factory=dict)
     planner: dict[str, Any] = field(default_factory=dict)          # deployment / final eval
     eval_planner: dict[str, Any] = field(default_factory=lambda: {
@@ -65,6 +67,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         b = 'train'
         choice(f'{b}.comm', self.comm, COMM_MODES)
+        choice(f'{b}.compile', self.compile, COMPILE_MODES)
         for name in ('num_envs', 'total_env_steps', 'batch_size', 'buffer_size', 'horizon',
                      'td_steps', 'eval_episodes'):
             integer(f'{b}.{name}', getattr(self, name), 1)

@@ -116,6 +116,7 @@ class Trainer:
         self.env_steps = 0
         self.iteration = 0
         self.wall_s = 0.0           # accumulated over resumed segments
+        self.eval_wall_s = 0.0      # of which periodic evaluation (a measurement, not training)
         self.update_credit = 0.0
         self.best_success = -1.0
         self.best: dict[str, Any] = {}
@@ -132,6 +133,7 @@ class Trainer:
                  'plan_buffer': self.plan_buffer.state_dict() if self.plan_buffer else None,
                  'env_steps': self.env_steps, 'iteration': self.iteration, 'wall_s': self.wall_s,
                  'update_credit': self.update_credit, 'best_success': self.best_success,
+                 'eval_wall_s': self.eval_wall_s,
                  'best': self.best, 'next_eval': self.next_eval, 'gen': self.gen.get_state()}
         path = self.run_dir / 'checkpoint.pt'
         tmp = path.with_suffix('.tmp')
@@ -154,6 +156,7 @@ class Trainer:
         for k in ('env_steps', 'iteration', 'wall_s', 'update_credit', 'best_success', 'best',
                   'next_eval'):
             setattr(self, k, state[k])
+        self.eval_wall_s = float(state.get('eval_wall_s', 0.0))
         self.gen.set_state(state['gen'])
         self.checkpoint_config = state['config']
         # environments restart their episodes from a seed derived from the resume point
@@ -176,6 +179,12 @@ class Trainer:
         self.cfg = TrainConfig.from_dict(self.checkpoint_config)
         return self.export(self.out_dir)
 
+    @property
+    def train_wall_s(self) -> float:
+        """Wall time spent training: collection, updates, compilation, checkpoints; not the
+        periodic evaluation (`max_wall_s` budgets this)."""
+        return self.wall_s - self.eval_wall_s
+
     def log(self, record: dict) -> None:
         with open(self.metrics_path, 'a') as f:
             f.write(json.dumps(record) + '\n')
@@ -196,6 +205,8 @@ class Trainer:
             training={'comm': self.cfg.comm, 'command_chain': self.chain.to_dict(),
                       'env_steps': self.env_steps,
                       'updates': self.learner.num_updates, 'wall_time_s': round(self.wall_s, 1),
+                      'train_wall_time_s': round(self.train_wall_s, 1),
+                      'compiled_update': self.learner.compiled,
                       'device': str(self.device), 'torch_threads': torch.get_num_threads(),
                       'git_commit': git_commit(), 'seed': self.cfg.seed,
                       'config': self.cfg.to_dict(),
@@ -247,7 +258,8 @@ class Trainer:
     def evaluate(self) -> dict:
         cfg = self.cfg
         out: dict[str, Any] = {'kind': 'eval', 'env_steps': self.env_steps,
-                               'updates': self.learner.num_updates, 'wall_s': round(self.wall_s, 1)}
+                               'updates': self.learner.num_updates, 'wall_s': round(self.wall_s, 1),
+                               'train_wall_s': round(self.train_wall_s, 1)}
         for m in self.models:
             m.eval()
         out['actor'] = run_episodes(self.models, self.task_cfg, cfg.planner_config('eval_planner'),
@@ -269,12 +281,14 @@ class Trainer:
         t0 = time.perf_counter()
         ev = self.evaluate()
         ev['eval_wall_s'] = round(time.perf_counter() - t0, 1)
+        self.eval_wall_s += ev['eval_wall_s']
         self.log(ev)
         key = 'planner' if 'planner' in ev else 'actor'
         score = ev[key]['success_rate'] + 1e-3 * ev[key]['mean_return'] / 100
         if self.out_dir is not None and score >= self.best_success:
             self.best_success = score
             self.best = {'env_steps': self.env_steps, 'wall_s': round(self.wall_s, 1),
+                         'train_wall_s': round(self.train_wall_s, 1),
                          key: {k: ev[key][k] for k in ('success_rate', 'mean_return', 'episodes')}}
             self.export(self.out_dir, {'periodic_' + key: self.best})
         if self.progress:
@@ -293,7 +307,7 @@ class Trainer:
         stats: dict[str, float] = {}
         n_upd = 0
         while self.env_steps < cfg.total_env_steps:
-            if cfg.max_wall_s and self.wall_s >= cfg.max_wall_s:
+            if cfg.max_wall_s and self.train_wall_s >= cfg.max_wall_s:
                 break
             before = self.env_steps
             with torch.no_grad():
@@ -325,6 +339,7 @@ class Trainer:
             if self.iteration % 50 == 0:
                 rec = {'kind': 'train', 'env_steps': self.env_steps,
                        'updates': self.learner.num_updates, 'wall_s': round(self.wall_s, 1),
+                       'train_wall_s': round(self.train_wall_s, 1),
                        'train_return': None, 'train_success': None}
                 if self._recent:
                     rec['train_return'] = sum(r for r, _ in self._recent) / len(self._recent)
@@ -347,4 +362,4 @@ class Trainer:
         if self.out_dir is not None and not (self.out_dir / 'manifest.yaml').exists():
             self.export(self.out_dir)
         return {'env_steps': self.env_steps, 'updates': self.learner.num_updates,
-                'wall_s': self.wall_s, 'best': self.best}
+                'wall_s': self.wall_s, 'train_wall_s': self.train_wall_s, 'best': self.best}

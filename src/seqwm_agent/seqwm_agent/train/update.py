@@ -26,11 +26,73 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..core.compiled import Compiled
 from ..core.intent import IntentLayout, IntentTensors
 from ..core.world_model import WorldModel
 from .buffer import Batch
 from .config import TrainConfig
 from .team import joint_rollout, slot_inputs, visible
+
+
+def td_targets(m: WorldModel, next_obs: torch.Tensor, o_boot: torch.Tensor, e_boot: torch.Tensor,
+               noise: torch.Tensor, ret: torch.Tensor,
+               boot_disc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamics targets sg(E(o'_h)) (H, B, dz) and TD targets G_h (H, B) (no grad)."""
+    z_target = m.encode(next_obs)
+    z_b = m.encode(o_boot)
+    a_b = m.pi(z_b, e_boot, noise=noise).action
+    return z_target, ret + boot_disc * m.Q(z_b, a_b, e_boot, 'min', target=True)
+
+
+def model_loss(m: WorldModel, obs0: torch.Tensor, a: torch.Tensor, e: torch.Tensor,
+               z_target: torch.Tensor, G: torch.Tensor, reward: torch.Tensor, w: torch.Tensor,
+               coefs: tuple[float, float, float]) -> tuple[torch.Tensor, ...]:
+    """Eq. 3 along the latent rollout from E(o_0): (loss, dynamics, reward, value, z (H, B, dz)).
+
+    coefs = (dynamics_coef, reward_coef, q_coef); w (H, B) = rho^h * alive."""
+    two_hot, H = m.two_hot, a.shape[0]
+    z = m.encode(obs0)
+    zs, z_next, r_logits = [], [], []
+    for h in range(H):                       # D (with R, same trunk pass) is sequential in h
+        zs.append(z)
+        z, r = m.next_and_reward(z, a[h], e[h])
+        z_next.append(z)
+        r_logits.append(r)
+    z_roll = torch.stack(zs)                                                     # (H, B, dz)
+    q_logits = m.Q(z_roll, a, e[:H], 'all')                  # every step at once: (2, H, B, bins)
+    dyn = (w * (torch.stack(z_next) - z_target).pow(2).mean(-1)).mean()
+    rew = (w * two_hot.soft_ce(torch.stack(r_logits), reward)).mean()
+    val = (w * two_hot.soft_ce(q_logits, G).mean(0)).mean()
+    loss = coefs[0] * dyn + coefs[1] * rew + coefs[2] * val
+    return loss, dyn, rew, val, z_roll
+
+
+def actor_loss(m: WorldModel, z: torch.Tensor, e: torch.Tensor, w: torch.Tensor,
+               noise: torch.Tensor, q_scale: torch.Tensor, entropy_coef: float,
+               scale_tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4 on sg(z) (H, B, dz), with the Q scale S updated from this batch (Eq. 15):
+    S <- tau S + (1 - tau) (q95 - q05) of the first step's Q (S = the range when unset, 0).
+    Returns (loss, new S)."""
+    pol = m.pi(z, e, noise=noise)
+    q = m.Q(z, pol.action, e, 'avg')                                              # (H, B)
+    q0 = q[0].detach().float()
+    spread = torch.quantile(q0, 0.95) - torch.quantile(q0, 0.05)
+    new_scale = torch.where(q_scale == 0, spread, scale_tau * q_scale + (1 - scale_tau) * spread)
+    loss = ((entropy_coef * pol.log_prob - q / new_scale.clamp(min=1.0)) * w).mean()
+    return loss, new_scale
+
+
+def predict(m: WorldModel, obs0: torch.Tensor, a: torch.Tensor, e: torch.Tensor,
+            o_boot: torch.Tensor, e_boot: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What agent i passes on (seq, no grad): its latents z_0..H along the taken actions
+    (B, H+1, dz), and its bootstrap slot E(o') (H, B, dz) with pi's mean there (H, B, da)."""
+    z = m.encode(obs0)
+    zs = [z]
+    for h in range(a.shape[0]):
+        z = m.next(z, a[h], e[h])
+        zs.append(z)
+    z_boot = m.encode(o_boot)
+    return torch.stack(zs, 1), z_boot, m.pi(z_boot, e_boot).mean
 
 
 def make_optimizers(model: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -39,9 +101,10 @@ def make_optimizers(model: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Op
     rest = [p for name, mod in model.named_children() if name in ('_trunk', '_dynamics_head',
                                                                   '_reward_head', '_Qs')
             for p in mod.parameters()]
+    # fused: one kernel for every parameter's Adam step (CPU and CUDA); same math as foreach
     model_opt = torch.optim.Adam([{'params': enc, 'lr': cfg.lr * cfg.encoder_lr_scale},
-                                  {'params': rest, 'lr': cfg.lr}], lr=cfg.lr)
-    pi_opt = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5)
+                                  {'params': rest, 'lr': cfg.lr}], lr=cfg.lr, fused=True)
+    pi_opt = torch.optim.Adam(model._pi.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
     return model_opt, pi_opt
 
 
@@ -49,7 +112,7 @@ class SequentialUpdate:
     """Owns the optimizers and Q scales of a team and performs sequential updates."""
 
     def __init__(self, models: Sequence[WorldModel], layout: IntentLayout, cfg: TrainConfig,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, compile_mode: str | None = None) -> None:
         self.models = list(models)
         self.layout, self.cfg = layout, cfg
         self.n = len(self.models)
@@ -58,7 +121,20 @@ class SequentialUpdate:
         opts = [make_optimizers(m, cfg) for m in self.models]
         self.model_opts = [o[0] for o in opts]
         self.pi_opts = [o[1] for o in opts]
+        self._model_params = [[p for grp in o.param_groups for p in grp['params']]
+                              for o in self.model_opts]
+        self._pi_params = [list(m._pi.parameters()) for m in self.models]
         self.q_scale = [torch.zeros((), device=self.device) for _ in self.models]   # 0: unset
+        # the per-agent steps, compiled (or eager: the fallback and the reference)
+        compile_mode = compile_mode or cfg.compile
+        coefs = (cfg.dynamics_coef, cfg.reward_coef, cfg.q_coef)
+        ent, stau = cfg.entropy_coef, cfg.scale_tau
+        self._targets = Compiled(td_targets, 'update.td_targets', compile_mode)
+        self._model_loss = Compiled(
+            lambda *args: model_loss(*args, coefs), 'update.model_loss', compile_mode)
+        self._actor_loss = Compiled(
+            lambda *args: actor_loss(*args, ent, stau), 'update.actor_loss', compile_mode)
+        self._predict = Compiled(predict, 'update.predict', compile_mode)
         self.num_updates = 0
         self.last_order: list[int] = list(range(self.n))
         self.last_inputs: dict[int, torch.Tensor] = {}   # agent -> e (H+1, B, de) it was trained on
@@ -66,7 +142,14 @@ class SequentialUpdate:
         self.rho = cfg.rho ** torch.arange(H, dtype=torch.float32, device=self.device)  # (H,)
 
     @property
+    def compiled(self) -> bool:
+        """Whether the per-agent steps run compiled (False: eager, by choice or fallback)."""
+        return all(f.active for f in (self._targets, self._model_loss, self._actor_loss,
+                                      self._predict))
+
+    @property
     def window(self) -> int:
+
         """Rows per sampled window: H loss steps, the last one needing td_steps rows of return."""
         return self.cfg.horizon + self.cfg.td_steps - 1
 
@@ -119,83 +202,63 @@ class SequentialUpdate:
                     a_boot[:, :, k] = m.pi(z_boot[:, :, k], torch.zeros(
                         H, B, layout.input_dim, device=dev)).mean
 
-        stats: dict[str, float] = {}
+        stats: list[dict[str, torch.Tensor]] = []
         for i in order:
             keep = vis[i][None] & keep_rand                                      # (B, n)
             e = layout.model_inputs(layout.mask(intent, keep)).transpose(0, 1)   # (H+1, B, de)
             e_boot = slot_inputs(z_boot.reshape(H * B, n, -1), a_boot.reshape(H * B, n, -1),
                                  keep.repeat(H, 1)).reshape(H, B, -1)
             self.last_inputs[i] = e.detach()
-            s = self._update_agent(i, batch, actions[:, :, i], ret, boot_disc, o_boot[:, :, i],
-                                   e, e_boot)
-            for key, v in s.items():
-                stats[key] = stats.get(key, 0.0) + v / n
+            stats.append(self._update_agent(i, batch, actions[:, :, i], ret, boot_disc,
+                                            o_boot[:, :, i], e, e_boot))
             if cfg.comm == 'seq':   # what the just-updated model predicts goes to the successors
                 with torch.no_grad():
-                    m = self.models[i]
-                    z = m.encode(batch.obs[0, :, i])
-                    zs = [z]
-                    for h in range(H):
-                        z = m.next(z, actions[h, :, i], e[h])
-                        zs.append(z)
-                    intent = layout.insert(intent, i, torch.stack(zs, 1),
-                                           actions[:, :, i].transpose(0, 1))
-                    z_boot[:, :, i] = m.encode(o_boot[:, :, i])
-                    a_boot[:, :, i] = m.pi(z_boot[:, :, i], e_boot).mean
+                    zs, z_boot[:, :, i], a_boot[:, :, i] = self._predict(
+                        self.models[i], batch.obs[0, :, i], actions[:, :, i], e, o_boot[:, :, i],
+                        e_boot)
+                    intent = layout.insert(intent, i, zs, actions[:, :, i].transpose(0, 1))
         self.last_order = order
         self.num_updates += 1
-        return stats
+        keys = list(stats[0])       # one host sync for every agent's figures
+        means = torch.stack([torch.stack([st[k].float() for k in keys]) for st in stats]).mean(0)
+        return dict(zip(keys, means.tolist()))
 
     def _update_agent(self, i: int, batch: Batch, a: torch.Tensor, ret: torch.Tensor,
                       boot_disc: torch.Tensor, o_boot: torch.Tensor, e: torch.Tensor,
-                      e_boot: torch.Tensor) -> dict[str, float]:
+                      e_boot: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eq. 3 then Eq. 4 for agent i. a (H, B, da), e (H+1, B, de), e_boot (H, B, de)."""
         cfg, H, m = self.cfg, self.cfg.horizon, self.models[i]
-        two_hot = m.two_hot
         w = self.rho[:, None] * batch.alive[:H].float()                          # (H, B)
+        g, da = self.generator, a.shape[-1]
+        boot_noise = torch.randn(o_boot.shape[:-1] + (da,), generator=g, device=self.device)
+        pi_noise = torch.randn(a.shape, generator=g, device=self.device)
         with torch.no_grad():
-            z_target = m.encode(batch.next_obs[:H, :, i])                        # (H, B, dz)
-            z_b = m.encode(o_boot)
-            a_b = m.pi(z_b, e_boot, generator=self.generator).action
-            G = ret + boot_disc * m.Q(z_b, a_b, e_boot, 'min', target=True)     # (H, B)
-
-        z = m.encode(batch.obs[0, :, i])
-        zs, dyn, rew, val = [], 0.0, 0.0, 0.0
-        for h in range(H):
-            zs.append(z)
-            z_next, r_logits = m.next_and_reward(z, a[h], e[h])
-            q_logits = m.Q(z, a[h], e[h], 'all')                                 # (2, B, bins)
-            dyn = dyn + w[h] * (z_next - z_target[h]).pow(2).mean(-1)
-            rew = rew + w[h] * two_hot.soft_ce(r_logits, batch.reward[h])
-            val = val + w[h] * two_hot.soft_ce(q_logits, G[h]).mean(0)
-            z = z_next
-        dyn, rew, val = dyn.mean() / H, rew.mean() / H, val.mean() / H
-        loss = cfg.dynamics_coef * dyn + cfg.reward_coef * rew + cfg.q_coef * val
+            z_target, G = self._targets(m, batch.next_obs[:H, :, i], o_boot, e_boot, boot_noise,
+                                        ret, boot_disc)
+        loss, dyn, rew, val, z_pi = self._model_loss(m, batch.obs[0, :, i], a, e, z_target, G,
+                                                     batch.reward[:H], w)
         opt = self.model_opts[i]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp['params']],
-                                             cfg.grad_clip)
+        grad_norm = nn.utils.clip_grad_norm_(self._model_params[i], cfg.grad_clip, foreach=True)
         opt.step()
 
         # actor (Eq. 4) on the rolled-out latents, without gradient into the model
-        z_pi = torch.stack(zs).detach()                                          # (H, B, dz)
-        pol = m.pi(z_pi, e[:H], generator=self.generator)
-        q = m.Q(z_pi, pol.action, e[:H], 'avg')                                  # (H, B)
-        with torch.no_grad():
-            spread = torch.quantile(q[0].float(), 0.95) - torch.quantile(q[0].float(), 0.05)
-            s = self.q_scale[i]
-            self.q_scale[i] = spread if float(s) == 0.0 else cfg.scale_tau * s + (1 - cfg.scale_tau) * spread
-            scale = self.q_scale[i].clamp(min=1.0)
-        pi_loss = ((cfg.entropy_coef * pol.log_prob - q / scale) * w).mean()
-        self.pi_opts[i].zero_grad(set_to_none=True)
-        pi_loss.backward()
-        nn.utils.clip_grad_norm_(m._pi.parameters(), cfg.grad_clip)
+        # (Q is a constant here: no weight gradients of the critic are computed for it)
+        m._Qs.requires_grad_(False)
+        try:
+            pi_loss, self.q_scale[i] = self._actor_loss(m, z_pi.detach(), e[:H], w, pi_noise,
+                                                        self.q_scale[i])
+            self.pi_opts[i].zero_grad(set_to_none=True)
+            pi_loss.backward()
+        finally:
+            m._Qs.requires_grad_(True)
+        nn.utils.clip_grad_norm_(self._pi_params[i], cfg.grad_clip, foreach=True)
         self.pi_opts[i].step()
         m.soft_update_target_Q(cfg.tau)
-        return {'loss': float(loss.detach()), 'dynamics': float(dyn.detach()), 'reward': float(rew.detach()),
-                'value': float(val.detach()), 'pi': float(pi_loss.detach()), 'grad_norm': float(grad_norm),
-                'q_scale': float(self.q_scale[i])}
+        return {'loss': loss.detach(), 'dynamics': dyn.detach(), 'reward': rew.detach(),
+                'value': val.detach(), 'pi': pi_loss.detach(), 'grad_norm': grad_norm,
+                'q_scale': self.q_scale[i]}
 
     def state_dict(self) -> dict:
         return {'model_opts': [o.state_dict() for o in self.model_opts],
