@@ -124,3 +124,23 @@ def test_off_never_compiles():
     f = Compiled(lambda x: x * 3, 'test.off', mode='off')
     assert not f.active and f.fallback_reason is None
     assert torch.equal(f(torch.ones(2)), torch.full((2,), 3.0))
+
+
+@needs_compiler
+@pytest.mark.parametrize('comm', ['seq', 'cen'])
+def test_compiled_collection_actors_send_the_eager_commands(comm):
+    from seqwm_agent.core.command import ChainSettings
+    from seqwm_agent.train.team import ChainedActors
+    models, layout, _ = team(tiny_cfg(comm=comm, compile='off'), seed=2)
+    limits = (1.0, 0.5, 0.5)
+    eager, fast = (ChainedActors(models, layout, ChainSettings(), limits, 8, comm,
+                                 explore_std=0.3, deterministic=False,
+                                 generator=torch.Generator().manual_seed(9), compile_mode=m)
+                   for m in ('off', 'on'))
+    g = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        obs = torch.randn(8, len(models), models[0].cfg.obs_dim, generator=g)
+        (c1, ok1), (c2, ok2) = eager.act(obs), fast.act(obs)
+        torch.testing.assert_close(c2, c1, rtol=1e-5, atol=1e-6)
+        assert torch.equal(ok1, ok2)
+    assert fast._act.active

@@ -183,7 +183,7 @@ def test_training_with_the_command_chain_in_the_loop_learns_and_records_the_chai
     cfg = TrainConfig.from_dict({**TINY_TRAIN, 'num_envs': 8, 'total_env_steps': 2400,
                                  'warmup_env_steps': 160,
                                  'updates_per_env_step': 0.1, 'eval_every_env_steps': 10 ** 9,
-                                 'plan_envs': 0})
+                                 'plan_envs': 0, 'compile': 'off'})
     tr = Trainer(task, cfg, tmp_path / 'run', tmp_path / 'model', progress=False)
     tr.run()
     buf = tr.buffer

@@ -9,7 +9,6 @@ with log-softmax, which is what we implement.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:

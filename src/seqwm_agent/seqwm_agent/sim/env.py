@@ -35,11 +35,13 @@ class MultiQuadEnv:
     or a `task:` dict. `seed` seeds the environment's own torch.Generator: for a fixed seed and
     device, every reset, randomisation, noise draw and delay is bit-identical.
     `auto_reset=False` (the arena node) leaves finished environments as they are until `reset`.
+    `compile` runs the physics sub-steps through torch.compile (core.compiled modes; the trainer
+    passes its `compile` setting, everything else steps eagerly).
     """
 
     def __init__(self, task_cfg: TaskConfig | str | Path | dict, num_envs: int = 1,
                  device: torch.device | str = 'cpu', seed: int = 0,
-                 auto_reset: bool = True) -> None:
+                 auto_reset: bool = True, compile: str = 'off') -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f'num_envs must be a positive integer, got {num_envs!r}')
         self.cfg: TaskConfig = load_task_config(task_cfg)
@@ -52,6 +54,7 @@ class MultiQuadEnv:
         self.generator.manual_seed(seed)
         self.task: Task = make_task(self.cfg, num_envs, self.device, self.generator)
         self.world = self.task.world
+        self.world.use_compiled(compile)
         self.action_dim = 3
         #: (vx, vy, wz) limits: command = action * action_limits (m/s, m/s, rad/s)
         self.action_limits = torch.tensor(self.cfg.action_limits, device=self.device)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.compiled import Compiled
 from .config import ArenaConfig, PhysicsConfig, RobotConfig
 from .geometry import wrap_angle
 
@@ -165,6 +166,7 @@ class PlanarWorld:
         self.gate_y = torch.zeros(B, **f32)
         self.delay = torch.zeros(B, dtype=torch.long, device=dev)  # actuation delay, sub-steps
         self._warm: dict = {}                        # accumulated impulses of the last sub-step
+        self._substep = self.substep                 # or its compiled form (use_compiled)
 
         # disc pairs (robot-robot, robot-sheep); a pair is a collision for each robot in it
         pairs = [(i, j) for i in range(self.D) for j in range(i + 1, self.D)]
@@ -218,6 +220,15 @@ class PlanarWorld:
                       for k, v in self._warm.items()}
 
     # ---- one control step -----------------------------------------------------------------------
+    def use_compiled(self, mode: str) -> None:
+        """Run sub-steps through torch.compile ('auto' | 'on' | 'off', as core.compiled).
+
+        A sub-step is a few hundred element-wise ops on (B, bodies) tensors, so eagerly its cost
+        is per-op overhead; compiled it is a handful of fused loops (5-6x faster for 256 envs).
+        The eager `substep` stays the reference (a test pins the two together)."""
+        self._substep = Compiled(self.substep, 'sim.substep', mode) if mode != 'off' \
+            else self.substep
+
     def step(self, cmd: torch.Tensor, prev_cmd: torch.Tensor) -> torch.Tensor:
         """Advance one control period with body-frame commands cmd (B, A, 3), already clamped.
 
@@ -229,7 +240,7 @@ class PlanarWorld:
         hits = torch.zeros(self.B, self.D, device=self.device)
         for s in range(self.phys.substeps):
             use = torch.where((self.delay > s)[None, :, None], prev_t, cmd_t)
-            hits = hits + self.substep(use)
+            hits = hits + self._substep(use)
         return hits[:, :self.n] > 0
 
     def substep(self, cmd: torch.Tensor) -> torch.Tensor:

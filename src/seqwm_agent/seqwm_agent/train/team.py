@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from ..core.command import ChainSettings, CommandChain
+from ..core.compiled import Compiled
 from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
 
@@ -80,18 +81,29 @@ def actor_rollout(model: WorldModel, z0: torch.Tensor, e: torch.Tensor, horizon:
     return torch.stack(zs, 1), torch.stack(acts, 1)
 
 
+def actor_noise(n: int, B: int, da: int, generator: torch.Generator | None,
+                device: torch.device | str = 'cpu') -> torch.Tensor:
+    """The standard-normal draws one `actor_act` call uses: (n, 2, B, da), per agent its
+    actor sample's noise and its exploration noise (drawn apart, so compiled and eager acting
+    consume a generator alike)."""
+    return torch.randn(n, 2, B, da, generator=generator, device=device)
+
+
 @torch.no_grad()
 def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Tensor, comm: str,
               explore_std: float = 0.0, deterministic: bool = False,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None) -> torch.Tensor:
     """Team actions (B, n, da) from the actors, each conditioned on the intent it would receive.
 
     seq: agent i sees the actor proposals (latents + actions, `actor_rollout`) of agents < i, as
     the planner's intent would carry them; dec: nothing; cen: every other agent's proposal made
     without a message (the joint information available before anyone acts). Exploration: the
-    actor's own sample plus N(0, explore_std^2), clipped to [-1, 1]; `deterministic`: the mean.
+    actor's own sample (noise[i, 0]) plus explore_std * noise[i, 1], clipped to [-1, 1];
+    `deterministic`: the mean (no noise needed). noise: `actor_noise`.
     """
     n, B, H = len(models), obs.shape[0], layout.horizon
+    if not deterministic and noise is None:
+        raise ValueError('a stochastic actor_act needs its noise (actor_noise)')
     intent = layout.empty(B, obs.device)
     if comm == 'cen':
         base = layout.empty(B, obs.device)
@@ -99,7 +111,7 @@ def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Ten
             z0 = m.encode(obs[:, k])
             lat, act = actor_rollout(m, z0, layout.model_inputs(base, 0), H)
             intent = layout.insert(intent, k, lat, act)
-    out = torch.zeros(B, n, layout.action_dim, device=obs.device)
+    out = []
     for i, m in enumerate(models):
         if comm == 'seq':
             e = layout.model_inputs(intent, i)
@@ -110,16 +122,17 @@ def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Ten
             keep[:, i] = False
             e = layout.model_inputs(layout.mask(intent, keep))
         z0 = m.encode(obs[:, i])
-        p = m.pi(z0, e[:, 0], deterministic=deterministic, generator=generator)
-        a0 = p.action
-        if explore_std > 0 and not deterministic:
-            noise = torch.randn(a0.shape, generator=generator, device=a0.device) * explore_std
-            a0 = (a0 + noise).clamp(-1.0, 1.0)
-        out[:, i] = a0
+        if deterministic:
+            a0 = m.pi(z0, e[:, 0], deterministic=True).action
+        else:
+            a0 = m.pi(z0, e[:, 0], noise=noise[i, 0]).action
+            if explore_std > 0:
+                a0 = (a0 + noise[i, 1] * explore_std).clamp(-1.0, 1.0)
+        out.append(a0)
         if comm == 'seq':
             lat, act = actor_rollout(m, z0, e, H, first_action=a0)
             intent = layout.insert(intent, i, lat, act)
-    return out
+    return torch.stack(out, 1)
 
 
 class ChainedActors:
@@ -133,10 +146,12 @@ class ChainedActors:
     def __init__(self, models: Sequence[WorldModel], layout: IntentLayout, chain: ChainSettings,
                  action_scale: Sequence[float], batch: int, comm: str,
                  device: torch.device | str = 'cpu', explore_std: float = 0.0,
-                 deterministic: bool = True, generator: torch.Generator | None = None) -> None:
+                 deterministic: bool = True, generator: torch.Generator | None = None,
+                 compile_mode: str = 'off') -> None:
         self.models, self.layout, self.comm = list(models), layout, comm
         self.n, self.batch = len(models), batch
         self.explore_std, self.deterministic, self.generator = explore_std, deterministic, generator
+        self._act = Compiled(actor_act, 'collect.actor_act', compile_mode)
         self.chain = CommandChain(chain.limits, chain.cutoff_hz, chain.rate_hz, batch * self.n,
                                   action_scale, device)
 
@@ -152,8 +167,10 @@ class ChainedActors:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, tick: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (B, n, obs_dim) -> commands (B, n, 3) m/s, m/s, rad/s and ok (B, n)."""
-        a = actor_act(self.models, self.layout, obs, self.comm, self.explore_std,
-                      deterministic=self.deterministic, generator=self.generator)
+        noise = None if self.deterministic else actor_noise(
+            self.n, obs.shape[0], self.layout.action_dim, self.generator, obs.device)
+        a = self._act(self.models, self.layout, obs, self.comm, self.explore_std,
+                      self.deterministic, noise)
         return self._through(a)
 
     @torch.no_grad()

@@ -73,7 +73,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir else None
         self.progress = progress
         torch.manual_seed(cfg.seed)
-        self.env = MultiQuadEnv(task_cfg, cfg.num_envs, self.device, seed=cfg.seed)
+        self.env = MultiQuadEnv(task_cfg, cfg.num_envs, self.device, seed=cfg.seed,
+                                compile=cfg.compile)
         self.task_cfg = self.env.cfg
         n, obs_dim = self.env.num_robots, self.env.obs_dim
         self.n = n
@@ -94,17 +95,19 @@ class Trainer:
         self.action_scale = list(self.task_cfg.action_limits)
         self.actors = ChainedActors(self.models, self.layout, self.chain, self.action_scale,
                                     cfg.num_envs, cfg.comm, self.device, cfg.explore_std,
-                                    deterministic=False, generator=self.gen)
+                                    deterministic=False, generator=self.gen,
+                                    compile_mode=cfg.compile)
         self.plan_env = self.plan_buffer = self.plan_team = self.plan_actors = None
         self.plan_tick = 0
         if use_plan:
-            self.plan_env = MultiQuadEnv(task_cfg, cfg.plan_envs, self.device, seed=cfg.seed + 1)
+            self.plan_env = MultiQuadEnv(task_cfg, cfg.plan_envs, self.device, seed=cfg.seed + 1,
+                                         compile=cfg.compile)
             self.plan_buffer = ReplayBuffer(max(cap * cfg.plan_envs // total_envs, 4 * cfg.plan_envs),
                                             cfg.plan_envs, n, obs_dim, mc.action_dim, self.device)
             self.plan_actors = ChainedActors(self.models, self.layout, self.chain,
                                              self.action_scale, cfg.plan_envs, cfg.comm,
                                              self.device, cfg.explore_std, deterministic=False,
-                                             generator=self.gen)
+                                             generator=self.gen, compile_mode=cfg.compile)
             if cfg.comm != 'cen':      # cen has no planning form: its extra envs use the actor
                 self.plan_team = TeamRuntime(self.models, self.layout,
                                              cfg.planner_config('collect_planner'), self.chain,
