@@ -42,11 +42,17 @@ def _finish(fig, axes, title: str, path: str | Path, legend_size: int | None = 7
     return path
 
 
+def _train_wall(m: dict) -> float:
+    """Training wall time of a record (periodic evaluation excluded where the run logged it)."""
+    return m.get('train_wall_s', m['wall_s'])
+
+
 def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') -> Path:
-    """Training returns and periodic evaluations (actor and planner) against env steps."""
+    """Training returns and periodic evaluations (actor and planner) against env steps, and
+    success against training wall time."""
     train = [m for m in metrics if m.get('kind') == 'train' and m.get('train_return') is not None]
     evals = [m for m in metrics if m.get('kind') == 'eval']
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.8))
     if train:
         ax1.plot([m['env_steps'] for m in train], [m['train_return'] for m in train],
                  color='tab:gray', lw=1, label='training episodes (actor + noise)')
@@ -57,12 +63,16 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
             x = [m['env_steps'] for m in pts]
             ax1.plot(x, [m[key]['mean_return'] for m in pts], 'o-', color=col, label=lab)
             ax2.plot(x, [m[key]['success_rate'] for m in pts], 'o-', color=col, label=lab)
+            ax3.plot([_train_wall(m) for m in pts], [m[key]['success_rate'] for m in pts], 'o-',
+                     color=col, label=lab)
     ax1.set_xlabel('env steps (team transitions)')
     ax1.set_ylabel('episode return')
     ax2.set_xlabel('env steps (team transitions)')
-    ax2.set_ylabel('success rate')
-    ax2.set_ylim(-0.02, 1.02)
-    return _finish(fig, (ax1, ax2), title, path)
+    ax3.set_xlabel('training wall time (s, evaluation excluded)')
+    for ax in (ax2, ax3):
+        ax.set_ylabel('success rate')
+        ax.set_ylim(-0.02, 1.02)
+    return _finish(fig, (ax1, ax2, ax3), title, path)
 
 
 def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = '') -> Path:
@@ -77,11 +87,10 @@ def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = 
             if not pts:
                 continue
             y = [m[key]['success_rate'] for m in pts]
-            for ax, xkey in zip(axes, ('env_steps', 'wall_s')):
-                ax.plot([m[xkey] for m in pts], y, style, color=col, ms=4,
-                        label=f'{label} {key}')
+            for ax, x in zip(axes, ([m['env_steps'] for m in pts], [_train_wall(m) for m in pts])):
+                ax.plot(x, y, style, color=col, ms=4, label=f'{label} {key}')
     axes[0].set_xlabel('env steps (team transitions)')
-    axes[1].set_xlabel('training wall time (s)')
+    axes[1].set_xlabel('training wall time (s, evaluation excluded)')
     axes[0].set_ylabel('success rate (periodic evaluation)')
     axes[0].set_ylim(-0.02, 1.02)
     return _finish(fig, axes, title, path)
