@@ -8,7 +8,8 @@ config's update ratio allows (`updates_per_env_step` updates per transition).
 
 Compared in the same run (the machines are shared and noisy, so compare ratios):
   * the update compiled with torch.compile (what the trainer runs) against the eager update
-    (the same functions, its reference and fallback): `compiled_speedup`;
+    (the same functions, its reference and fallback): `compiled_speedup`; likewise the
+    collection tick (compiled actors and physics): `compiled_collect_speedup`;
   * the update's matmul FLOPs (counted by torch's FlopCounterMode on the eager update) as a
     fraction of the single-thread fp32 GEMM peak measured in this run: `fraction_of_peak`;
   * the first compiled update (compilation included, Inductor's on-disk cache as it stands);
@@ -75,26 +76,41 @@ def measure(device: str, task_name: str, robots: int, peak: float, modes=('off',
     models = [WorldModel(mcfg).to(device) for _ in range(n)]
     layout = IntentLayout(n, base.horizon, mcfg.latent_dim, mcfg.action_dim)
     buf = ReplayBuffer(base.buffer_size, base.num_envs, n, obs_dim, mcfg.action_dim, device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    obs = env.reset()
     chain = chain_settings_of(None, task, task.physics.control_dt)
     scale = torch.tensor(task.action_limits, dtype=torch.float64, device=device)
-    actors = ChainedActors(models, layout, chain, task.action_limits, base.num_envs, base.comm,
-                           device, base.explore_std, deterministic=False, generator=gen)
 
-    def tick() -> None:       # as the trainer collects: actors -> command chain -> sim -> buffer
-        nonlocal obs
-        with torch.no_grad():
-            cmd = actors.act(obs)[0]
-            nxt, r, term, trunc, info = env.step_commands(cmd)
-            buf.add(obs, (cmd / scale).float(), r, info['final_obs'], term, trunc)
-            actors.reset(term | trunc)
-            obs = nxt
+    def collector(mode: str):
+        """One collection tick as the trainer runs it: actors -> command chain -> sim -> buffer."""
+        e = env if mode == 'off' else MultiQuadEnv(task, base.num_envs, device, seed=0,
+                                                    compile=mode)
+        actors = ChainedActors(models, layout, chain, task.action_limits, base.num_envs,
+                               base.comm, device, base.explore_std, deterministic=False,
+                               generator=torch.Generator(device=device).manual_seed(0),
+                               compile_mode=mode)
+        state = {'obs': e.reset()}
 
-    for _ in range(base.horizon + base.td_steps + 8):      # enough rows for update windows
-        tick()
+        def tick() -> None:
+            with torch.no_grad():
+                obs = state['obs']
+                cmd = actors.act(obs)[0]
+                nxt, r, term, trunc, info = e.step_commands(cmd)
+                buf.add(obs, (cmd / scale).float(), r, info['final_obs'], term, trunc)
+                actors.reset(term | trunc)
+                state['obs'] = nxt
+        return tick
+
     out: dict = {'task': task_name, 'robots': n, 'num_envs': base.num_envs,
-                 'batch_size': base.batch_size, 'collect_tick_ms': round(timed_ms(tick, 10, device), 2)}
+                 'batch_size': base.batch_size}
+    for mode in modes:
+        tick = collector(mode)
+        if mode == 'off':
+            for _ in range(base.horizon + base.td_steps + 8):   # enough rows for update windows
+                tick()
+        key = 'compiled' if mode == 'on' else 'eager'
+        out[f'{key}_collect_tick_ms'] = round(timed_ms(tick, 10, device), 2)
+    if 'compiled_collect_tick_ms' in out:
+        out['compiled_collect_speedup'] = round(out['eager_collect_tick_ms']
+                                                / out['compiled_collect_tick_ms'], 2)
     sample_gen = torch.Generator(device=device).manual_seed(2)
     batch = buf.sample(base.batch_size, base.horizon + base.td_steps - 1, sample_gen)
     for mode in modes:
@@ -114,11 +130,12 @@ def measure(device: str, task_name: str, robots: int, peak: float, modes=('off',
     if 'eager_update_ms' in out and 'compiled_update_ms' in out:
         out['compiled_speedup'] = round(out['eager_update_ms'] / out['compiled_update_ms'], 2)
     best = out.get('compiled_update_ms', out['eager_update_ms'])
+    tick_ms = out.get('compiled_collect_tick_ms', out['eager_collect_tick_ms'])
     if device == 'cpu':
         out['fraction_of_peak'] = round(out['update_gflop'] / (best / 1000) / peak, 3)
     per_tick_updates = base.num_envs * base.updates_per_env_step
     out['env_steps_per_s'] = round(1000.0 * base.num_envs
-                                   / (out['collect_tick_ms'] + per_tick_updates * best), 1)
+                                   / (tick_ms + per_tick_updates * best), 1)
     return out
 
 
@@ -132,7 +149,8 @@ def main() -> None:
     two = scaling[TEAM_SIZES[0]]
     figures['gate_scaling_vs_2'] = {
         str(n): {k: round(scaling[n][k] / two[k], 2)
-                 for k in ('collect_tick_ms', 'eager_update_ms', 'compiled_update_ms')}
+                 for k in ('eager_collect_tick_ms', 'compiled_collect_tick_ms', 'eager_update_ms',
+                           'compiled_update_ms', 'update_gflop')}
         for n in TEAM_SIZES[1:]}
     figures['matmul_peak_gflops_after'] = round(matmul_peak_gflops(), 1)
     if torch.cuda.is_available():

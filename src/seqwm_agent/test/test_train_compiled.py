@@ -144,3 +144,18 @@ def test_compiled_collection_actors_send_the_eager_commands(comm):
         torch.testing.assert_close(c2, c1, rtol=1e-5, atol=1e-6)
         assert torch.equal(ok1, ok2)
     assert fast._act.active
+
+
+@needs_compiler
+def test_compiled_actors_serve_a_second_batch_size_without_falling_back():
+    # the trainer's actor envs and planner envs differ in size; a second shape makes Dynamo
+    # compile with symbolic sizes, where a random draw in the graph would fail
+    from seqwm_agent.core.command import ChainSettings
+    from seqwm_agent.train.team import ChainedActors
+    models, layout, _ = team(tiny_cfg(compile='off'), seed=2)
+    for B in (8, 5, 3):
+        actors = ChainedActors(models, layout, ChainSettings(), (1.0, 0.5, 0.5), B, 'seq',
+                               explore_std=0.3, deterministic=False,
+                               generator=torch.Generator().manual_seed(B), compile_mode='on')
+        cmd, ok = actors.act(torch.randn(B, len(models), models[0].cfg.obs_dim))
+        assert cmd.shape == (B, len(models), 3) and bool(ok.all()) and actors._act.active

@@ -92,7 +92,7 @@ def predict(m: WorldModel, obs0: torch.Tensor, a: torch.Tensor, e: torch.Tensor,
         z = m.next(z, a[h], e[h])
         zs.append(z)
     z_boot = m.encode(o_boot)
-    return torch.stack(zs, 1), z_boot, m.pi(z_boot, e_boot).mean
+    return torch.stack(zs, 1), z_boot, m.pi(z_boot, e_boot, deterministic=True).mean
 
 
 def make_optimizers(model: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -200,7 +200,7 @@ class SequentialUpdate:
                 for k, m in enumerate(self.models):
                     z_boot[:, :, k] = m.encode(o_boot[:, :, k])
                     a_boot[:, :, k] = m.pi(z_boot[:, :, k], torch.zeros(
-                        H, B, layout.input_dim, device=dev)).mean
+                        H, B, layout.input_dim, device=dev), deterministic=True).mean
 
         stats: list[dict[str, torch.Tensor]] = []
         for i in order:
