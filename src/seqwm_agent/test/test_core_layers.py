@@ -95,3 +95,18 @@ def test_symlog_and_symexp_are_inverse_and_odd():
     torch.testing.assert_close(symexp(symlog(x)), x)
     torch.testing.assert_close(symlog(-x), -symlog(x))
     assert float(symlog(torch.tensor(math.e - 1))) == pytest.approx(1.0)
+
+
+def test_one_exp_mish_equals_torch_mish_and_its_gradient_over_the_whole_float_range():
+    import torch.nn.functional as F
+    from seqwm_agent.core.layers import mish
+    x = torch.cat([torch.linspace(-120, 120, 20001), torch.tensor([-1e30, -88.8, 19.99, 20.01, 1e30])])
+    x = x.double().requires_grad_(True)
+    x32 = x.detach().float().requires_grad_(True)
+    y, ref = mish(x32), F.mish(x.detach().float())
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y, ref, rtol=2e-6, atol=1e-6)
+    (g,) = torch.autograd.grad(y.sum(), x32)
+    x64 = x.detach().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(F.mish(x64).sum(), x64)
+    torch.testing.assert_close(g.double(), g_ref, rtol=1e-5, atol=1e-5)

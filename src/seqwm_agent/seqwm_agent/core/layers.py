@@ -32,7 +32,7 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     those of softplus + tanh on a CPU, and Mish is most of a world model's element-wise work."""
     n = torch.exp(x.clamp(max=20.0))
     p = n * (n + 2.0)
-    return x * p / (p + 2.0)
+    return x * (p / (p + 2.0))    # the ratio first: x p would overflow for |x| > ~1e21
 
 
 def _activate(y: torch.Tensor, act: str, group: int) -> torch.Tensor:
