@@ -18,6 +18,11 @@ Eq. 3 for agent i, with z_0 = E(o_0), z_{h+1} = D(z_h, a_h, e_h) and step weight
 Eq. 4: actor on sg(z_h): entropy_coef * log pi(a|z_h, e_h) - Q(z_h, a, e_h) / S, S = EMA of the
 batch's 5-95 percentile range of Q (Eq. 15), at least 1.
 Gradients never cross the communication channel (intents are built without grad).
+
+Each agent's step is four pure functions of (model, tensors): `td_targets`, `model_loss`,
+`actor_loss`, `predict`. They run through torch.compile (`TrainConfig.compile`, core/compiled.py)
+with the same functions as the eager reference and fallback; their random draws are arguments.
+The sequential order is untouched: agent i+1's inputs come from agent i's updated model.
 """
 from __future__ import annotations
 
