@@ -90,6 +90,22 @@ def hold(backend: UnitreeBackend, command: tuple[float, float, float], seconds: 
     return last
 
 
+def settled(standin, api: str, quiet_s: float = 0.3, timeout: float = 5.0) -> int:
+    """Wait until the stand-in has handled every `api` request still in flight (its count has
+    not changed for `quiet_s`); returns that count. Under load, a request sent before an event
+    can be handled after it, so 'after the event' is counted by index, not by clock."""
+    end = time.monotonic() + timeout
+    count, since = len(standin.calls(api)), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        now = len(standin.calls(api))
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return count
+    raise AssertionError(f'{api} requests kept arriving for {timeout} s')
+
+
 def test_start_returns_only_after_robot_reports_balance_stand(spawn, tmp_path):
     standin = Standin(spawn, tmp_path, startup_delay=1.5)
     b = make_backend('unitree', backend_config().to_dict(), limits=LIMITS)
@@ -338,6 +354,7 @@ def test_a_killed_worker_is_replaced_and_the_robot_stopped_before_it_moves_again
 
     from seqwm_agent.backends.base import BackendError
     hold(backend, (0.3, 0.0, 0.1), 0.4, 0.1)
+    moves_before = settled(standin, 'Move')   # the old worker's Moves, all handled
     old_pid = backend.pid
     os.kill(old_pid, signal.SIGKILL)
     t_kill = time.monotonic()
@@ -351,7 +368,7 @@ def test_a_killed_worker_is_replaced_and_the_robot_stopped_before_it_moves_again
     assert backend.state().detail['worker_restarts'] == 1 and backend.state().error == ''
     stops = [r for r in standin.calls('StopMove') if r['mono'] > t_kill]
     assert stops, 'the replacement sent no StopMove'
-    assert not [r for r in standin.calls('Move') if t_kill < r['mono'] < stops[0]['mono']]
+    assert not [r for r in standin.calls('Move')[moves_before:] if r['mono'] < stops[0]['mono']]
     hold(backend, (0.2, 0.0, 0.0), 0.3, 0.1)
     wait_for(lambda: [r for r in standin.calls('Move') if r['mono'] > stops[0]['mono']],
              timeout=5.0, what='Moves from the replacement')
