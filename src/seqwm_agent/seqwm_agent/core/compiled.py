@@ -79,12 +79,13 @@ class Compiled:
         """True while calls go through the compiled form."""
         return self._compiled is not None
 
-    def _fall_back(self, reason: str) -> None:
+    def _fall_back(self, reason: str, failed: bool = False) -> None:
+        what = 'the compiled form failed' if failed else 'torch.compile unavailable'
         if self.mode == 'on':
-            raise RuntimeError(f'{self.name}: torch.compile is required but unavailable: {reason}')
+            raise RuntimeError(f'{self.name}: torch.compile is required but {what}: {reason}')
         self.fallback_reason = reason
         self._compiled = None
-        log.warning('%s: running eagerly (torch.compile unavailable: %s)', self.name, reason)
+        log.warning('%s: running eagerly (%s: %s)', self.name, what, reason)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._compiled is not None:
@@ -93,5 +94,5 @@ class Compiled:
             except Exception as exc:                           # noqa: BLE001
                 # A build failure (no compiler, unsupported op, ...). A genuine error in fn
                 # itself is raised again by the eager call below, with its own traceback.
-                self._fall_back(_reason(exc))
+                self._fall_back(_reason(exc), failed=True)
         return self.fn(*args, **kwargs)

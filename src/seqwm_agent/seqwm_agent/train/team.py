@@ -74,7 +74,10 @@ def actor_rollout(model: WorldModel, z0: torch.Tensor, e: torch.Tensor, horizon:
     pi(z_h, e_h) along D. z0 (B, dz), e (B, H+1, de) -> latents (B, H+1, dz), actions (B, H, da)."""
     z, zs, acts = z0, [z0], []
     for h in range(horizon):
-        a = first_action if (h == 0 and first_action is not None) else model.pi(z, e[:, h], deterministic=True).mean
+        if h == 0 and first_action is not None:
+            a = first_action
+        else:
+            a = model.pi(z, e[:, h], deterministic=True).mean
         z = model.next(z, a, e[:, h])
         zs.append(z)
         acts.append(a)
