@@ -67,9 +67,11 @@ fi
 # ---- 4. colcon build ------------------------------------------------------------------------
 # Hash everything that changes what colcon installs. Python sources are not in it: packages are
 # symlink-installed (build/<pkg>/<pkg> -> src/<pkg>/<pkg>), so edits and new modules need no rebuild.
-src_hash="$(find src -type f \( -name package.xml -o -name setup.py -o -name setup.cfg \
+# The shipped models are installed into share/seqwm_agent/models/: a new or retrained model
+# (its manifest) rebuilds too.
+src_hash="$(find src models -type f \( -name package.xml -o -name setup.py -o -name setup.cfg \
                -o -name CMakeLists.txt -o -name '*.msg' -o -path '*/resource/*' \
-               -o -path '*/launch/*' -o -path '*/config/*' \) -print0 | sort -z | xargs -0 sha256sum \
+               -o -path '*/launch/*' -o -path '*/config/*' -o -path 'models/*/manifest.yaml' \) -print0 | sort -z | xargs -0 sha256sum \
              | sha256sum | cut -d' ' -f1)"
 bstamp="$ROOT/build/.colcon.sha256"
 if [ "$(cat "$bstamp" 2>/dev/null)" != "$src_hash" ] || [ ! -d install ]; then

@@ -1,8 +1,22 @@
+import os
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 package_name = 'seqwm_agent'
+
+# The shipped models (<workspace>/models/<name>/) go to share/seqwm_agent/models/<name>/, where
+# seqwm_agent.paths finds them from any working directory. Only what a robot loads or a user
+# checks travels: the manifest, the agent files and the evaluation records.
+# (colcon wants data_files relative to this directory.)
+HERE = Path(__file__).resolve().parent
+MODELS = HERE.parent.parent / 'models'
+model_files = [
+    (f'share/{package_name}/models/{d.name}',
+     sorted(os.path.relpath(f, HERE) for f in d.iterdir() if f.suffix in ('.yaml', '.pt', '.json')))
+    for d in sorted(MODELS.glob('*')) if (d / 'manifest.yaml').is_file()
+]
 
 setup(
     name=package_name,
@@ -12,6 +26,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
+        *model_files,
     ],
     install_requires=['setuptools'],
     zip_safe=True,

@@ -30,7 +30,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .backends import make_backend
 from .core.checkpoint import CheckpointError
-from .node_params import PARAMETERS, ParameterError, check_values, resolve_path, settings_from_values
+from .node_params import PARAMETERS, ParameterError, check_values, model_dir_of, settings_from_values
 from .runtime.agent import AgentError, AgentRuntime, TickOutput
 from .runtime.messages import (intent_message_from_msg, intent_to_msg, markers_to_msg,
                                mocap_sample_from_msg, status_to_msg)
@@ -48,7 +48,7 @@ class AgentNode(Node):
             self.settings, backend_params, task_cfg = settings_from_values(values)
             if values['torch_threads'] > 0:
                 torch.set_num_threads(values['torch_threads'])
-            model_dir = resolve_path(values['model_dir'])
+            model_dir = model_dir_of(values)
             self.runtime = AgentRuntime.load(self.settings, model_dir, task_cfg)
         except (ParameterError, AgentError, CheckpointError, ValueError) as exc:
             raise StartupError(str(exc), me) from None

@@ -21,6 +21,7 @@ from .backends.base import describe_parameters
 from .backends.topic import TopicBackendConfig
 from .backends.unitree import UnitreeBackendConfig
 from .core.command import CommandLimits
+from .paths import model_dir_for_team, resolve_data_path, where_searched
 from .task_registry import TASK_NAMES
 
 NAN = float('nan')
@@ -107,8 +108,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p('task', 'pushbox', 'task: selects the observation builder and the object body',
        choices=TASK_NAMES),
     _p('task_config', '', "task YAML (its `task:` section); '' = the packaged config/<task>.yaml"),
-    _p('model_dir', '', 'directory with manifest.yaml and agent_<k>.pt; only agent_<order_index>.pt '
-       'is loaded', required=True),
+    _p('model_dir', '', "directory with manifest.yaml and agent_<k>.pt (only agent_<order_index>.pt "
+       "is loaded); '' = the shipped model of the task and team size (models/<task>[_<n>robots]); "
+       'a relative path is looked up under $SEQWM_ROOT, then the installed share/seqwm_agent'),
     _p('device', 'cpu', "torch device for the model and planner ('cpu', 'cuda', 'cuda:0')"),
     _p('torch_threads', 1, 'torch CPU threads (0: torch default); keep equal for bit-exact replay',
        0, 64),
@@ -267,14 +269,17 @@ def task_overrides(v: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_path(path: str) -> str:
-    """A relative path as given if it exists from the working directory, else under
-    $SEQWM_ROOT (the workspace; `ros2 launch` may start nodes anywhere)."""
-    if not path or os.path.isabs(path) or os.path.exists(path):
-        return path
-    root = os.environ.get('SEQWM_ROOT', '')
-    candidate = os.path.join(root, path) if root else ''
-    return candidate if candidate and os.path.exists(candidate) else path
+def model_dir_of(v: Mapping[str, Any]) -> str:
+    """The model directory these checked values select, located by the one data-path rule
+    (paths.py: $SEQWM_ROOT, then the installed share directory; never the working directory).
+    ParameterError naming where it looked when there is no model there."""
+    wanted = model_dir_for_team(v['model_dir'], v['task'], len(v['team']))
+    found = resolve_data_path(wanted)
+    if not os.path.isfile(os.path.join(found, 'manifest.yaml')):
+        where = where_searched(wanted)
+        raise ParameterError(f'model_dir: no model at {found!r} (no manifest.yaml)'
+                             + (f'; {where}' if where else ''))
+    return found
 
 
 def settings_from_values(v: Mapping[str, Any]):
@@ -282,7 +287,7 @@ def settings_from_values(v: Mapping[str, Any]):
     from .runtime.agent import AgentSettings
     from .sim.config import load_task_config
 
-    source = resolve_path(v['task_config']) if v['task_config'] else v['task']
+    source = resolve_data_path(v['task_config']) if v['task_config'] else v['task']
     overrides = task_overrides(v)
     if 'target' in overrides:
         base = load_task_config(source, overrides={'num_robots': len(v['team'])})

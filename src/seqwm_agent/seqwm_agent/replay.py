@@ -39,7 +39,7 @@ import numpy as np
 import yaml
 
 from .bag import read_messages
-from .node_params import check_values, resolve_path, settings_from_values
+from .node_params import check_values, model_dir_of, settings_from_values
 from .runtime.agent import AgentRuntime, Mode, TickOutput
 from .runtime.messages import MocapSample, intent_message_from_msg, mocap_sample_from_msg
 from .runtime.scheduler import Trigger
@@ -236,7 +236,7 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     """Re-run `robot`'s runtime from `bag`; compare decisions and commands with the record."""
     values = check_values({**params, **({'model_dir': model_dir} if model_dir else {})})
     settings, _, task_cfg = settings_from_values(values)
-    rt = AgentRuntime.load(settings, resolve_path(values['model_dir']), task_cfg)
+    rt = AgentRuntime.load(settings, model_dir_of(values), task_cfg)
     events, statuses, first_counts, rebuilt = _events(bag, robot, settings.predecessor,
                                                       settings.order_index, rt.dt)
     report = ReplayReport(robot, reconstructed_intents=rebuilt)
@@ -334,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--robot', required=True)
     ap.add_argument('--params', type=Path, default=None,
                     help='params file of the run (default: <bag>/../params/<robot>.agent.yaml)')
-    ap.add_argument('--model-dir', default=None, help='override the params file model_dir')
+    ap.add_argument('--model-dir', type=lambda p: str(Path(p).resolve()) if Path(p).exists() else p,
+                    default=None, help='override the params file model_dir (a path typed here '
+                    'is taken from the working directory when it exists there)')
     ap.add_argument('--tolerance', type=float, default=1e-6)
     ap.add_argument('--out', type=Path, default=None, help='where to write replay_<robot>.json/.png')
     args = ap.parse_args(argv)

@@ -52,7 +52,6 @@ def test_every_parameter_is_described_and_its_default_passes_its_own_check():
     ('order_index', 1.5, 'parameter order_index must be an integer'),
     ('intent_deadline_s', 'fast', 'parameter intent_deadline_s must be a number'),
     ('arena_min_x', math.inf, 'parameter arena_min_x'),
-    ('model_dir', '', 'parameter model_dir must be set'),
 ])
 def test_out_of_range_values_are_refused_naming_the_parameter(name, value, words):
     with pytest.raises(ParameterError) as err:

@@ -455,7 +455,8 @@ def test_models_that_do_not_fit_the_robot_are_refused_at_start(tmp_path):
     with pytest.raises(AgentError, match='lowpass_cutoff_hz 12.0 must be below the Nyquist'):
         AgentRuntime.load(settings(0, intent_deadline_s=0.02, lowpass_cutoff_hz=12.0), fast)
     three = ('go2w_1', 'go2w_2', 'go2w_3')
-    with pytest.raises(AgentError, match='observation'):
+    with pytest.raises(AgentError, match='team size mismatch: .* for 2 robots, the team has 3 '
+                                         r'\(go2w_1, go2w_2, go2w_3\)'):
         AgentRuntime.load(settings(0, team=three), write_team(tmp_path / 'ok'))
     corrupt = write_team(tmp_path / 'corrupt')
     data = bytearray((corrupt / 'agent_1.pt').read_bytes())

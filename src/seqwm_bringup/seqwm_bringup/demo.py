@@ -1,17 +1,20 @@
-"""`make demo`: one PushBox episode in simulation, the whole team over real ROS 2.
+"""`make demo`: one simulated episode of a task, the whole team over real ROS 2.
 
-Starts the graph of `pushbox.launch.py` (arena, mocap bridge, one agent per robot) as processes,
+    make demo                                       # PushBox, 2 robots
+    make demo DEMO_ARGS="--task gate --robots 5"    # any task and team size with a shipped model
+
+Starts the graph of `<task>.launch.py` (arena, mocap bridge, one agent per robot) as processes,
 records every topic into an MCAP bag while the episode runs, stops everything cleanly, and writes
 `runs/<time>/` (and the `runs/latest` link):
 
   summary.json     success, time to goal, per-agent planning latency p50/p99, intent mode counts,
                    rejected inputs, command-limit violations, process exit codes, orphans
-  trajectory.png   top view of the episode (robots, box, target), from the arena's true poses
+  trajectory.png   top view of the episode (robots, objects, targets), from the arena's true poses
   bag/             rosbag2 MCAP of all topics (`ros2 bag play` / `seqwm-replay`)
   logs/, params/   each node's log and parameters file
 
 Exit code 0 only when every process stopped cleanly and the run produced its summary; whether
-the box reached the target is in the summary (and printed).
+the task succeeded is in the summary (and printed).
 """
 from __future__ import annotations
 
@@ -26,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from seqwm_agent.task_registry import TASK_NAMES
 
-from .graph import split_names
-from .runner import TeamRunner, team_nodes, workspace_root
+from .graph import GraphError, robot_names
+from .runner import TeamRunner, team_config, team_nodes, workspace_root
+from .supervision import ExitPolicy
 
 SUMMARY_VERSION = 1
 
@@ -165,7 +169,7 @@ def plot_trajectory(rec: Recorder, task: str, robots: list[str], episode: dict |
     from seqwm_agent.sim.observation import Snapshot
     from seqwm_agent.sim.render import render_png
 
-    cfg = load_task_config(task)
+    cfg = load_task_config(task, overrides={'num_robots': len(robots)})
     target = (episode or {}).get('task_params', {}).get('target')
     frames = []
     truth = [m for _, m in rec.decoded('/arena/truth')]
@@ -190,6 +194,7 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
     latest.symlink_to(run_dir.name)
 
     nodes = team_nodes(task, robots, config, None, model_dir, sim=True, overrides=overrides)
+    policy = ExitPolicy.from_config(team_config(task, config, overrides))
     team = next(n for n in nodes if n.executable == 'agent').parameters['team']
     agent_params = next(n for n in nodes if n.executable == 'agent').parameters
     limits = {k: float(agent_params.get(f'limits.{k}', d)) for k, d in
@@ -198,17 +203,18 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
     rec = Recorder(run_dir / 'bag', team)
     rec.spin_for(1.0)   # the recorder is up (and discoverable) before the first node starts,
     # so the bag holds every robot's first tick and seqwm-replay can start from the same state
-    runner = TeamRunner(nodes, run_dir)
+    runner = TeamRunner(nodes, run_dir, policy=policy,
+                        report=lambda msg: print(f'[demo] {msg}', file=sys.stderr, flush=True))
     t_start = time.monotonic()
     runner.start()
-    crashed: list = []
+    shutdown: str | None = None
     episode = None
     try:
         while time.monotonic() - t_start < timeout_s:
             rec.spin_for(0.5)
             episode = rec.last_episode()
-            crashed = runner.crashed()
-            if crashed or (episode and episode.get('done')):
+            shutdown = runner.supervise()
+            if shutdown or (episode and episode.get('done')):
                 break
         rec.spin_for(0.5)  # the last statuses of the final tick
     finally:
@@ -227,11 +233,15 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
         'sim_time_s': episode.get('sim_time_s') if episode else None,
         'collision': episode.get('collision') if episode else None,
         'final_box_distance_m': (episode or {}).get('metrics', {}).get('box_distance'),
+        'final_metrics': (episode or {}).get('metrics'),
         'wall_time_s': round(time.monotonic() - t_start, 2),
         'agents': summarise(rec, team, limits),
         'command_limit_violations': 0,
         'messages_recorded': rec.bag.count,
-        'processes': {'exit_codes': exit_codes, 'crashed_during_run': crashed, 'orphans': orphans},
+        'processes': {'exit_codes': exit_codes,
+                      'crashed_during_run': [(e['node'], e['exit_code']) for e in runner.events],
+                      'supervision': runner.events, 'team_shut_down': shutdown,
+                      'orphans': orphans},
     }
     summary['command_limit_violations'] = sum(a['command_limit_violations']
                                               for a in summary['agents'].values())
@@ -240,14 +250,15 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
     except Exception as exc:  # a plot must never hide the run's result
         summary['plot_error'] = repr(exc)
     (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
-    clean = not crashed and not orphans and summary['episode_done']
+    clean = not runner.events and not orphans and summary['episode_done']
     return (0 if clean else 1), summary
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description='Run one simulated SeqWM episode over real ROS 2.')
     ap.add_argument('--task', default='pushbox', choices=TASK_NAMES)
-    ap.add_argument('--robots', default='')
+    ap.add_argument('--robots', default='', help="names ('go2w_1,go2w_2') or a team size ('5'); "
+                    "default: the task config's team")
     ap.add_argument('--model-dir', default=None, help='default: config agent.model_dir')
     ap.add_argument('--config', default=None)
     ap.add_argument('--timeout', type=float, default=120.0, help='wall-clock limit, s')
@@ -263,15 +274,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     runs_dir = Path(args.runs_dir) if args.runs_dir else workspace_root() / 'runs'
     runs_dir.mkdir(parents=True, exist_ok=True)
-    code, summary = run_demo(args.task, split_names(args.robots) or None, args.model_dir,
-                             args.config, args.timeout, runs_dir, {'arena': arena})
+    try:
+        code, summary = run_demo(args.task, robot_names(args.robots) or None, args.model_dir,
+                                 args.config, args.timeout, runs_dir, {'arena': arena})
+    except GraphError as exc:
+        print(f'[demo] {exc}', file=sys.stderr)
+        return 2
     a = summary['agents']
     print(json.dumps({k: summary[k] for k in ('success', 'time_to_goal_s', 'sim_time_s',
                                                 'final_box_distance_m', 'command_limit_violations')}))
     for r, s in a.items():
         print(f'[demo] {r}: planning p50 {s["planning_ms"]["p50"]} ms p99 {s["planning_ms"]["p99"]} ms, '
               f'modes {s["intent_modes"]}, rejected {s["rejected_inputs"]}')
-    print(f'[demo] {"box reached the target" if summary["success"] else "box did NOT reach the target"}; '
+    print(f'[demo] {task} with {len(a)} robots: {"success" if summary["success"] else "NO success"}; '
           f'see {runs_dir / "latest"}/summary.json and trajectory.png', flush=True)
     if summary['processes']['crashed_during_run'] or summary['processes']['orphans']:
         print(f'[demo] process problems: {summary["processes"]}', file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from seqwm_agent.paths import model_dir_for_team
 from seqwm_agent.task_registry import TASK_NAMES, TASKS
 
 _NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
@@ -82,7 +83,8 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
                  `arena`, `mocap`; see config/*.yaml)
     sim       -- True: arena simulator feeds the bridge; False: NOKOV cameras, Unitree SDK
     order     -- planning order (defaults to `robots` as given); robot order[0] plans first
-    model_dir -- overrides config agent.model_dir
+    model_dir -- overrides config agent.model_dir; when both are empty, the shipped model of the
+                 task and team size (models/gate_5robots for five Gate robots)
     """
     config = config or {}
     order = list(order) if order is not None else list(robots)
@@ -93,8 +95,8 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
     agent_cfg = {**task_cfg, **config.get('agent', {})}
     arena_cfg = dict(config.get('arena', {}))
     mocap_cfg = dict(config.get('mocap', {}))
-    if model_dir is not None:
-        agent_cfg['model_dir'] = model_dir
+    agent_cfg['model_dir'] = model_dir_for_team(model_dir or agent_cfg.get('model_dir') or '',
+                                                task, len(order))
     bodies = order + list(TASKS[task].object_bodies)
 
     nodes: list[NodeSpec] = []
@@ -145,6 +147,21 @@ def ros_args(node: NodeSpec, params_file: str | None = None) -> list[str]:
 def params_yaml(node: NodeSpec) -> str:
     """A ROS 2 parameters file for exactly this node (explicit section, no `/**` wildcard)."""
     return yaml.safe_dump({node.fqn: {'ros__parameters': node.parameters}}, sort_keys=True)
+
+
+ROBOT_PREFIX = 'go2w_'
+
+
+def robot_names(text: str) -> list[str]:
+    """Robot names from a launch/CLI argument: names ('go2w_1,go2w_2') or a team size ('5' ->
+    go2w_1..go2w_5, the names the bringup configs use); '' -> [] (the config's team)."""
+    text = text.strip()
+    if text.isdigit():
+        n = int(text)
+        if n < 1:
+            raise GraphError(f'a team needs at least one robot, got {text!r}')
+        return [f'{ROBOT_PREFIX}{k}' for k in range(1, n + 1)]
+    return split_names(text)
 
 
 def split_names(text: str) -> list[str]:

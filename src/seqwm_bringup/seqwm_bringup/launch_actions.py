@@ -9,12 +9,17 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction,
+                            RegisterEventHandler, TimerAction)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from seqwm_bringup.graph import NodeSpec, agent_only, build_graph, load_config, split_names
-from seqwm_bringup.runner import resolve_paths, workspace_root
+from seqwm_bringup.graph import (NodeSpec, agent_only, build_graph, load_config, robot_names,
+                                 split_names)
+from seqwm_bringup.runner import resolve_paths
+from seqwm_bringup.supervision import ExitPolicy
 
 
 def _to_node(spec: NodeSpec) -> Node:
@@ -24,13 +29,33 @@ def _to_node(spec: NodeSpec) -> Node:
                 output='screen', emulate_tty=True)
 
 
+def _supervised(spec: NodeSpec, policy: ExitPolicy, restarts: int = 0) -> list:
+    """The node and its exit handler: the policy restarts it (a fresh Node action after the
+    delay) or shuts the launch down with the message naming the robot and its exit reason."""
+    node = _to_node(spec)
+
+    def on_exit(event, context):
+        if context.is_shutdown:       # Ctrl-C / a shutdown already under way: nothing to decide
+            return None
+        decision = policy.decide(spec, event.returncode, restarts)
+        if decision.restart:
+            return [LogInfo(msg=f'[supervision] {decision.message}'),
+                    TimerAction(period=decision.delay_s,
+                                actions=_supervised(spec, policy, restarts + 1))]
+        return [LogInfo(msg=f'[supervision] {decision.message}'),
+                EmitEvent(event=Shutdown(reason=decision.message))]
+
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_exit))]
+
+
 def _arguments(task: str) -> list[DeclareLaunchArgument]:
     share = get_package_share_directory('seqwm_bringup')
     return [
         DeclareLaunchArgument('config', default_value=os.path.join(share, 'config', f'{task}.yaml'),
                               description='bringup YAML (team, task, agent, arena, mocap sections)'),
         DeclareLaunchArgument('robots', default_value='',
-                              description="robot names, e.g. 'go2w_1,go2w_2' (default: config team.robots)"),
+                              description="robot names, e.g. 'go2w_1,go2w_2', or a team size, e.g. "
+                                          "'5' (go2w_1..go2w_5); default: config team.robots"),
         DeclareLaunchArgument('order', default_value='',
                               description='planning order (default: the order of robots)'),
         DeclareLaunchArgument('sim', default_value='true',
@@ -42,7 +67,7 @@ def _arguments(task: str) -> list[DeclareLaunchArgument]:
 
 def _resolve(context, task: str):
     config = load_config(LaunchConfiguration('config').perform(context))
-    robots = split_names(LaunchConfiguration('robots').perform(context)) \
+    robots = robot_names(LaunchConfiguration('robots').perform(context)) \
         or list(config.get('team', {}).get('robots', []))
     order = split_names(LaunchConfiguration('order').perform(context)) or None
     sim = LaunchConfiguration('sim').perform(context).lower() in ('1', 'true', 'yes')
@@ -55,7 +80,8 @@ def team_launch_description(task: str) -> LaunchDescription:
     def setup(context, *_, **__):
         config, robots, order, sim, model_dir = _resolve(context, task)
         nodes = build_graph(task, robots, config, sim=sim, order=order, model_dir=model_dir)
-        return [_to_node(n) for n in resolve_paths(nodes, workspace_root())]
+        policy = ExitPolicy.from_config(config)
+        return [a for n in resolve_paths(nodes) for a in _supervised(n, policy)]
     return LaunchDescription(_arguments(task) + [OpaqueFunction(function=setup)])
 
 
@@ -68,7 +94,7 @@ def agent_launch_description() -> LaunchDescription:
             config.setdefault('agent', {})['model_dir'] = model_dir
         robot = LaunchConfiguration('robot').perform(context)
         node = agent_only(task, robot, robots, config, sim=sim, order=order)
-        return [_to_node(n) for n in resolve_paths([node], workspace_root())]
+        return _supervised(resolve_paths([node])[0], ExitPolicy.from_config(config))
     share = get_package_share_directory('seqwm_bringup')
     args = [a for a in _arguments('pushbox') if a.name not in ('config', 'sim')]
     args += [

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seqwm_bringup.graph import (GraphError, agent_only, build_graph, params_yaml, ros_args,
-                                 split_names)
+from seqwm_bringup.graph import (GraphError, agent_only, build_graph, params_yaml, robot_names,
+                                 ros_args, split_names)
 
 PKG = Path(__file__).resolve().parents[1]
 
@@ -113,6 +113,24 @@ def test_process_arguments_and_params_file_name_the_node_explicitly():
 
 def test_split_names_accepts_commas_and_spaces():
     assert split_names(' go2w_1, go2w_2  go2w_3 ') == ['go2w_1', 'go2w_2', 'go2w_3']
+
+
+def test_a_team_size_names_the_robots_as_the_configs_do():
+    assert robot_names('3') == ['go2w_1', 'go2w_2', 'go2w_3']
+    assert robot_names('a,b') == ['a', 'b'] and robot_names(' ') == []
+    with pytest.raises(GraphError, match='at least one robot'):
+        robot_names('0')
+
+
+@pytest.mark.parametrize('task,n,expected', [('gate', 2, 'models/gate'),
+                                             ('gate', 5, 'models/gate_5robots'),
+                                             ('shepherd', 2, 'models/shepherd')])
+def test_agents_get_the_shipped_model_of_their_task_and_team_size(task, n, expected):
+    agents = [x for x in build_graph(task, robot_names(str(n)), {'agent': {'model_dir': ''}})
+              if x.executable == 'agent']
+    assert len(agents) == n and {a.parameters['model_dir'] for a in agents} == {expected}
+    mine = build_graph(task, robot_names(str(n)), {'agent': {'model_dir': 'x'}}, model_dir='y')
+    assert {a.parameters['model_dir'] for a in mine if a.executable == 'agent'} == {'y'}
 
 
 @pytest.mark.parametrize('name', ['pushbox', 'gate', 'shepherd', 'agent'])

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import yaml
 
+from ..paths import team_mismatch
 from .command import AXES
 from .config import ConfigError, ModelConfig
 from .validate import number
@@ -219,16 +220,31 @@ def load_manifest(model_dir: str | Path) -> Manifest:
         raise CheckpointError(f'{path}: {exc}') from None
 
 
+def check_team(manifest: Manifest, model_dir: str | Path, task: str, team: Sequence[str]) -> None:
+    """CheckpointError unless the model set was trained for `task` and a team of len(team).
+
+    Checked before anything else of a model is read, so a wrong directory is reported as what
+    it is (a 2-robot Gate model given to 5 robots), not as an observation-size mismatch. The
+    message names the expected and found sizes and the directory the naming rule expects.
+    """
+    problem = team_mismatch(model_dir, manifest.task, manifest.model.num_agents, task, list(team))
+    if problem:
+        raise CheckpointError(problem)
+
+
 def load_agent(model_dir: str | Path, index: int, *, model_set_id: str | None = None,
                obs_spec: Sequence[str] | None = None, device: torch.device | str = 'cpu',
+               task: str | None = None, team: Sequence[str] | None = None,
                ) -> tuple[WorldModel, Manifest]:
     """Load and verify agent `index`'s model. Returns (model in eval mode, manifest).
 
     `model_set_id` / `obs_spec`, when given, must equal the manifest's (the team's id, the
-    observation builder's names).
+    observation builder's names); `task` and `team`, when given, must fit it (check_team).
     """
     model_dir = Path(model_dir)
     manifest = load_manifest(model_dir)
+    if task is not None and team is not None:
+        check_team(manifest, model_dir, task, team)
     n = manifest.model.num_agents
     if not 0 <= index < n:
         raise CheckpointError(f'{model_dir}: agent index {index} outside 0..{n - 1}')

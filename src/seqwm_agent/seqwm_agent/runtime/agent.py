@@ -275,7 +275,8 @@ class AgentRuntime:
         try:
             model, manifest = load_agent(model_dir, settings.order_index,
                                          obs_spec=obs_spec(settings.task, task_cfg),
-                                         device=settings.device)
+                                         device=settings.device, task=settings.task,
+                                         team=settings.team)
         except CheckpointError as exc:
             raise AgentError(str(exc)) from None
         return cls(settings, model, manifest, task_cfg)

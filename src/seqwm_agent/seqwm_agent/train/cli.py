@@ -1,6 +1,7 @@
 """`seqwm-train`: train every agent of a team on one task and write the model dir robots load.
 
     seqwm-train --task pushbox --out models/pushbox [--comm seq|dec|cen] [--run-dir runs/x]
+    seqwm-train --task gate --robots 5               # writes models/gate_5robots
                 [--resume] [--device cuda] [--set key=value ...]
     seqwm-train --task pushbox --out models/pushbox --export-only   # model dir from the checkpoint
     seqwm-train --task pushbox --prediction-error models/pushbox/prediction_error
@@ -34,9 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog='seqwm-train', description=__doc__.split('\n')[0])
     ap.add_argument('--task', default='pushbox', help=f'task name ({", ".join(TASK_NAMES)}: '
                     'config/<task>.yaml) or a task YAML path')
+    ap.add_argument('--robots', type=int, default=None,
+                    help="team size (default: the task YAML's num_robots)")
     ap.add_argument('--out', default=None, help="model dir to write (default: the task "
-                    "registry's, models/<task>)")
-    ap.add_argument('--run-dir', default=None, help='checkpoints and logs (default runs/<task>_<comm>)')
+                    "registry's for the team size and comm: models/<task>[_<n>robots][_dec])")
+    ap.add_argument('--run-dir', default=None,
+                    help='checkpoints and logs (default runs/<model dir name>)')
     ap.add_argument('--comm', choices=COMM_MODES, default=None, help='override train.comm')
     ap.add_argument('--seed', type=int, default=None)
     ap.add_argument('--total-env-steps', type=int, default=None)
@@ -70,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             overrides[key] = value
     cfg = load_train_config(path, overrides)
-    task_cfg = load_task_config(path)
+    task_cfg = load_task_config(path, {'num_robots': args.robots} if args.robots else None)
     if args.prediction_error:
         from .prediction_error import run_prediction_error
         table = run_prediction_error(task_cfg, cfg, Path(args.prediction_error), args.device,
@@ -80,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           for c, e in table['errors'].items()}))
         return 0
     from .trainer import Trainer
-    run_dir = Path(args.run_dir or f'runs/{task_cfg.name}_{cfg.comm}')
-    out = Path(args.out or task_info(task_cfg.name).model_dir)
+    out = Path(args.out or task_info(task_cfg.name).model_dir_for(task_cfg.num_robots, cfg.comm))
+    run_dir = Path(args.run_dir or f'runs/{out.name}')
     trainer = Trainer(task_cfg, cfg, run_dir, out, args.device, progress=not args.no_progress)
     if args.export_only:
         try:

@@ -1,0 +1,116 @@
+"""Where shipped data (trained models, task configs) is found, and whether a model fits a team.
+
+One rule for every entry point.
+
+A robot starts its nodes from wherever `ros2 launch` or systemd or a container runs them, so the
+working directory says nothing about where the models are. A relative data path is looked up
+
+  1. under $SEQWM_ROOT, when it is set (a source workspace: scripts/env.sh sets it), then
+  2. under the installed share directory of seqwm_agent (`colcon build` installs models/ there),
+
+and never under the current directory. An absolute path is used as given. Plain Python: the
+agent node, the replay tool, the launch files and the pip-only runner all call it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .task_registry import task_info
+
+PACKAGE = 'seqwm_agent'
+
+
+def share_dirs(package: str = PACKAGE) -> list[Path]:
+    """The package's share directories on AMENT_PREFIX_PATH (the sourced ROS environments)."""
+    out = []
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        cand = Path(prefix) / 'share' / package
+        if prefix and cand.is_dir():
+            out.append(cand)
+    return out
+
+
+def search_roots() -> list[Path]:
+    """Where relative data paths are looked up, in order ($SEQWM_ROOT, then the share dirs)."""
+    root = os.environ.get('SEQWM_ROOT', '')
+    return ([Path(root)] if root else []) + share_dirs()
+
+
+def resolve_data_path(path: str | os.PathLike) -> str:
+    """`path` itself if absolute (or empty); else the first of `search_roots()/path` that exists.
+
+    When none exists the first candidate is returned, so the error the caller raises (cannot
+    read manifest: <path>) names a real place; `where_searched` says where else it looked.
+    """
+    path = os.fspath(path)
+    if not path or os.path.isabs(path):
+        return path
+    candidates = [r / path for r in search_roots()]
+    for cand in candidates:
+        if cand.exists():
+            return str(cand.resolve())
+    return str(candidates[0]) if candidates else path
+
+
+def where_searched(path: str | os.PathLike) -> str:
+    """One line naming the places a relative `path` was looked for (for error messages)."""
+    path = os.fspath(path)
+    if os.path.isabs(path):
+        return ''
+    roots = search_roots()
+    if not roots:
+        return (f'{path!r} is relative, and neither $SEQWM_ROOT is set nor a seqwm_agent share '
+                f'directory is on AMENT_PREFIX_PATH (source install/setup.bash)')
+    return f'looked for {path!r} under ' + ', '.join(str(r) for r in roots)
+
+
+def model_dir_for_team(model_dir: str, task: str, num_robots: int) -> str:
+    """The model directory a team uses: `model_dir` when given, else the shipped one for the task
+    and team size (models/gate_5robots for 5 Gate robots; task_registry's naming rule)."""
+    return model_dir or task_info(task).model_dir_for(num_robots)
+
+
+def team_mismatch(model_dir: str | os.PathLike, found_task: str, found_robots: int, task: str,
+                  team: list[str] | tuple[str, ...]) -> str:
+    """Why the model set in `model_dir` (trained for `found_task` with `found_robots` robots)
+    cannot drive `team` on `task`, naming the expected and found sizes; '' when it fits.
+
+    Asked before anything else of a model is read (core.checkpoint.check_team for the agent,
+    team_model_problem for the launch files), so a wrong directory is reported as what it is.
+    """
+    n = len(team)
+    if found_task and found_task != task:
+        return f'{model_dir} holds a {found_task} model; this is a {task} team'
+    if found_robots != n:
+        from .task_registry import TASKS
+        info = TASKS.get(task)
+        hint = ''
+        if info is not None and info.min_robots <= n <= info.max_robots:
+            hint = (f'; the {n}-robot model is {info.model_dir_for(n)} '
+                    f'(train it with: seqwm-train --task {task} --robots {n})')
+        return (f'team size mismatch: {model_dir} holds a {task} model for {found_robots} '
+                f'robots, the team has {n} ({", ".join(team)}){hint}')
+    return ''
+
+
+def team_model_problem(model_dir: str, task: str, team: list[str] | tuple[str, ...]) -> str:
+    """What is wrong with using the (resolved) `model_dir` for `team`, '' when nothing is.
+
+    Reads only the manifest's task and team size (YAML, no torch), so a launch file can refuse a
+    wrong team before any node starts; the agent verifies the full manifest itself.
+    """
+    import yaml
+    path = Path(model_dir) / 'manifest.yaml'
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        return (f'no model at {model_dir} ({exc.strerror or exc}); a {task} model for '
+                f'{len(team)} robots is trained with: seqwm-train --task {task} --robots '
+                f'{len(team)} (or pass model_dir:=)')
+    except yaml.YAMLError as exc:
+        return f'{path}: not valid YAML ({exc})'
+    found_n = data.get('num_agents', (data.get('model') or {}).get('num_agents'))
+    if not isinstance(found_n, int):
+        return f'{path}: no num_agents'
+    return team_mismatch(model_dir, str(data.get('task') or ''), found_n, task, team)
