@@ -124,3 +124,11 @@ def test_an_agent_that_cannot_start_shuts_the_team_down_with_its_logged_reason(t
     assert len(said) == 1 and said[0].startswith('robot go2w_2 (/go2w_2/agent) start-up failed')
     # the agent logged its start-up error under its own node name, and the message quotes it
     assert '[go2w_2.agent]: cannot start:' in said[0] and 'intent_deadline_s' in said[0]
+
+
+@pytest.mark.parametrize('task', ['pushbox', 'gate', 'shepherd'])
+def test_every_shipped_bringup_config_has_a_valid_supervision_section(task):
+    from seqwm_bringup.graph import load_config
+    config = load_config(Path(__file__).resolve().parents[1] / 'config' / f'{task}.yaml')
+    assert 'supervision' in config
+    assert ExitPolicy.from_config(config).agent_exit in ('shutdown', 'restart')

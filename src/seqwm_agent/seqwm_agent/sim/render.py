@@ -163,3 +163,47 @@ def render_gif(frames: Sequence[Snapshot], cfg: TaskConfig, path: str | Path,
     anim.save(str(path), writer=animation.PillowWriter(fps=fps))
     plt.close(fig)
     return path
+
+
+def gate_passes(frames: Sequence[Snapshot], cfg: GateConfig, dt: float) -> list[float | None]:
+    """When each robot passed the gate (s; None if it never did): the first frame whose x is
+    past the opening by `pass_margin`, the task's own `passed` rule."""
+    out: list[float | None] = []
+    n = frames[0].robots.shape[1]
+    for k in range(n):
+        t = next((i * dt for i, f in enumerate(frames)
+                  if float(f.robots[0, k, 0]) > float(f.gate[0, 0]) + cfg.pass_margin), None)
+        out.append(t)
+    return out
+
+
+def render_behaviour(frames: Sequence[Snapshot], commands: Sequence[Sequence[Sequence[float]]],
+                     cfg: TaskConfig, dt: float, path: str | Path, title: str | None = None
+                     ) -> dict:
+    """Every robot's sent forward command over one episode (the paper's Fig. 6), one row per
+    robot in planning order; in Gate each row marks when that robot passed and its place in the
+    passing order, which is where waiting and yielding show. Returns the figure's data."""
+    n = len(commands[0])
+    t = [i * dt for i in range(len(commands))]
+    passes = gate_passes(frames, cfg, dt) if isinstance(cfg, GateConfig) else [None] * n
+    ranked = sorted((p, k) for k, p in enumerate(passes) if p is not None)
+    place = {k: r + 1 for r, (_, k) in enumerate(ranked)}
+    fig, axes = plt.subplots(n, 1, figsize=(8, 1.2 + 1.1 * n), sharex=True, squeeze=False)
+    vmax = cfg.robot.vx_max
+    for k, ax in enumerate(axes[:, 0]):
+        ax.plot(t, [c[k][0] for c in commands], color=f'C{k}', lw=1.6)
+        ax.axhline(0.0, color='gray', lw=0.6)
+        ax.set_ylim(-1.1 * vmax, 1.1 * vmax)
+        ax.set_ylabel(f'robot {k + 1}\nvx (m/s)', fontsize=8)
+        if passes[k] is not None:
+            ax.axvline(passes[k], color='black', ls='--', lw=1)
+            ax.text(passes[k], 0.85 * vmax, f'  passes #{place[k]}', fontsize=8, va='top')
+    axes[-1, 0].set_xlabel('time (s)')
+    if title:
+        axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {'pass_time_s': passes,
+            'pass_order': [k + 1 for _, k in ranked],   # robots (planning order, 1-based)
+            'ticks': len(commands)}

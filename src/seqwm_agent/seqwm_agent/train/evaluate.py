@@ -64,7 +64,8 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
                  link: LinkConfig = LinkConfig(), chain: ChainSettings | None = None,
                  chain_mode: str = 'plan', action_scale: Sequence[float] | None = None
                  ) -> dict[str, Any]:
-    """Run `episodes` episodes in parallel; returns metrics (and the frames of episode 0).
+    """Run `episodes` episodes in parallel; returns metrics (and, with `record`, episode 0's
+    frames and the commands every robot sent at each tick).
 
     policy 'planner': the deployed controller (chain_mode 'plan'; 'after' and 'off' are the
     diagnostics of runtime.controller.CHAIN_MODES); 'actor': each robot's actor mean, through
@@ -89,6 +90,7 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
     ret = torch.zeros(episodes, device=device)
     length = torch.zeros(episodes, dtype=torch.long, device=device)
     recorder = EpisodeRecorder(env, 0) if record else None
+    sent: list[list[list[float]]] = []      # episode 0: every robot's command (m/s, rad/s) per tick
     if recorder:
         recorder.record()
     plans, tick, t0 = 0, 0, time.perf_counter()
@@ -99,6 +101,8 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
             team.select(keep)
         commands = torch.zeros(episodes, n, 3, dtype=torch.float64, device=device)
         commands[rows] = team.act(obs[rows], tick)[0]
+        if recorder and bool(active[0]):
+            sent.append(commands[0].tolist())
         plans += rows.numel() * n
         obs, _, term, trunc, info = env.step_commands(commands)
         tick += 1
@@ -132,6 +136,7 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
                                                                    modes)}})
     if recorder:
         out['frames'] = recorder.frames
+        out['commands'] = sent
     return out
 
 
@@ -199,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chain = chain_settings_of(manifest.training.get('command_chain'), task_cfg, manifest.dt)
     scale = [manifest.action_scaling[k] for k in ('vx', 'vy', 'wz')]
     chain_mode = 'off' if args.raw_actions else 'after' if args.chain_after else 'plan'
-    results, frames = [], None
+    results, frames, sent = [], None, None
     for k, loss in enumerate(args.intent_loss):
         link = LinkConfig(args.intent_latency_ms / 1000.0, loss, args.intent_deadline_ms / 1000.0,
                           args.cache_max_age)
@@ -207,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            args.policy, args.device, record=args.render and k == 0, link=link,
                            chain=chain, chain_mode=chain_mode, action_scale=scale)
         frames = res.pop('frames', None) or frames
+        sent = res.pop('commands', None) or sent
         results.append(res)
         print(json.dumps({k: res.get(k) for k in ('comm', 'form', 'intent_loss', 'episodes',
                                                   'success_rate', 'success_ci95', 'mean_return',
@@ -217,13 +223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             'torch': torch.__version__}
     doc = {**info, 'results': results}
     out = Path(args.out) if args.out else model_dir / 'eval.json'
-    out.write_text(json.dumps(doc, indent=2) + '\n')
     if frames:
-        from ..sim.render import render_gif, render_png
+        from ..sim.render import render_behaviour, render_gif, render_png
         title = (f'{manifest.task} {comm}: episode 0 of eval seed {args.seed}, '
                  f'{len(frames) - 1} steps')
         render_png(frames, task_cfg, out.parent / 'eval_episode0.png', title=title)
         render_gif(frames, task_cfg, out.parent / 'eval_episode0.gif', stride=2, title=title)
+        doc['episode0'] = render_behaviour(frames, sent, task_cfg, manifest.dt,
+                                           out.parent / 'eval_behaviour.png',
+                                           title=f'{title}: forward command sent by each robot')
+    out.write_text(json.dumps(doc, indent=2) + '\n')
     if not args.no_manifest and args.out is None:
         record_evaluation(model_dir, manifest, results, args.threads, args.device)
     return 0
