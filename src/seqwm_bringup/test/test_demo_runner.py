@@ -85,3 +85,22 @@ def test_demo_episode_writes_summary_plot_and_a_bag_that_replays_to_the_same_com
     assert not hurried.decisions_identical
     pairs = {(rec, got) for _, rec, got in hurried.trigger_mismatches}
     assert ('intent', 'deadline') in pairs and {got for _, got in pairs} == {'deadline'}, pairs
+
+
+@pytest.mark.parametrize('task,robots', [('gate', 5), ('shepherd', 2)])
+def test_every_task_runs_a_shortened_episode_of_its_shipped_model_over_dds(tmp_path, task,
+                                                                            robots):
+    """The path `make demo DEMO_ARGS="--task gate --robots 5"` takes: the graph picks the
+    shipped model of the task and team size, every agent plans every tick over DDS, the team
+    stops cleanly and nothing exceeds the command limits. (Success over a full episode is what
+    seqwm-eval and `make demo` measure; 3 s is too short for it.)"""
+    from seqwm_bringup.graph import robot_names
+    code, summary = run_demo(task, robot_names(str(robots)), None, None, timeout_s=120.0,
+                             runs_dir=tmp_path, overrides={'arena': {'episode_s': 3.0}})
+    assert code == 0, summary['processes']
+    name = task if robots == 2 else f'{task}_{robots}robots'
+    assert summary['model_dir'].endswith(f'models/{name}')
+    assert summary['episode_done'] and summary['command_limit_violations'] == 0
+    assert len(summary['agents']) == robots
+    for agent in summary['agents'].values():
+        assert agent['ticks'] >= 20 and agent['planning_ms']['p50'] > 0
