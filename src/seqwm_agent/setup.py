@@ -42,6 +42,7 @@ setup(
             'seqwm-train = seqwm_agent.train.cli:main',
             'seqwm-eval = seqwm_agent.train.evaluate:main',
             'seqwm-curves = seqwm_agent.train.curves:main',
+            'seqwm-models = seqwm_agent.train.report:main',
             'seqwm-replay = seqwm_agent.replay:main',
         ],
     },

@@ -66,6 +66,26 @@ def test_resume_continues_from_the_checkpoint(trained: Path):
     assert state['env_steps'] >= 600
 
 
+def test_init_from_starts_at_a_model_dirs_weights_and_records_the_totals(trained: Path,
+                                                                       tmp_path: Path):
+    src = load_manifest(trained)
+    out = tmp_path / 'continued'
+    args = ['--task', str(trained.parent / 'tiny.yaml'), '--out', str(out), '--no-progress']
+    rc = cli.main(args + ['--run-dir', str(tmp_path / 'run'), '--init-from', str(trained),
+                          '--total-env-steps', '200', '--set', 'eval_every_env_steps=100000'])
+    assert rc == 0
+    got = load_manifest(out).training
+    rec = got['init_from']
+    assert rec['model_set_id'] == src.model_set_id
+    assert rec['before']['env_steps'] == src.training['env_steps']
+    assert rec['total']['env_steps'] == src.training['env_steps'] + got['env_steps']
+    assert rec['total']['train_wall_time_s'] >= src.training['train_wall_time_s']
+    # a model of another team is refused with the reason, before any training
+    rc = cli.main(args + ['--run-dir', str(tmp_path / 'r2'), '--init-from', str(trained),
+                          '--robots', '3'])
+    assert rc == 2
+
+
 def test_export_only_writes_the_checkpoint_models_with_the_run_config(trained: Path,
                                                                       tmp_path: Path):
     run = trained.parent / 'run'

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 import yaml
 
+from ..core.checkpoint import CheckpointError
 from ..sim import load_task_config
 from ..task_registry import TASK_NAMES, task_info
 from ..sim.config import config_dir
@@ -48,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                     help='override a train: key (YAML value)')
     ap.add_argument('--resume', action='store_true', help='continue from <run-dir>/checkpoint.pt')
+    ap.add_argument('--init-from', metavar='MODEL_DIR', default=None,
+                    help="start from a model dir's weights (fresh optimizers and buffer), e.g. "
+                         'to train a shipped model further in a later session; the manifest '
+                         'records the totals over both')
     ap.add_argument('--export-only', action='store_true',
                     help='write --out from <run-dir>/checkpoint.pt as it stands, no training')
     ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (when present)")
@@ -96,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({'model_set_id': manifest.model_set_id, 'env_steps': trainer.env_steps,
                           'wall_s': round(trainer.wall_s, 1), 'out': str(out)}))
         return 0
+    if args.init_from and args.resume:
+        print('seqwm-train: --init-from and --resume exclude each other', file=sys.stderr)
+        return 2
+    if args.init_from:
+        try:
+            rec = trainer.init_from(args.init_from)
+        except (ValueError, CheckpointError) as e:
+            print(f'seqwm-train: --init-from: {e}', file=sys.stderr)
+            return 2
+        print(f"seqwm-train: starting from {rec['model_set_id']} ({args.init_from}: "
+              f"{rec['before']['env_steps']} env steps, {rec['before']['train_wall_time_s']:.0f} s)")
     if args.resume:
         if trainer.resume():
             print(f'seqwm-train: resumed from {run_dir}/checkpoint.pt at {trainer.env_steps} env steps')

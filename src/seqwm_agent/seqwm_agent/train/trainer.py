@@ -126,6 +126,7 @@ class Trainer:
         self.next_eval = cfg.eval_every_env_steps
         self.metrics_path = self.run_dir / 'metrics.jsonl'
         self.checkpoint_config: dict[str, Any] | None = None   # set by resume()
+        self.init_record: dict[str, Any] | None = None          # set by init_from()
         self._recent: list[tuple[float, bool]] = []
 
     # ---- persistence ---------------------------------------------------------------------------
@@ -167,6 +168,31 @@ class Trainer:
         if self.plan_env:
             self.plan_obs = self.plan_env.reset(seed=self.cfg.seed + 200 + self.iteration)
         return True
+
+    def init_from(self, model_dir: str | Path) -> dict[str, Any]:
+        """Start from a shipped model's weights (fresh optimizers and buffer): the way to train
+        a model further than one session allows, since a run directory (its buffer) does not
+        travel but the model directory does. The model must be this team's (task, team size,
+        widths, observation); the manifest records where the run started and the totals."""
+        from ..core.checkpoint import load_agent, load_manifest
+        source = load_manifest(model_dir)
+        if source.model != self.model_cfg:
+            raise ValueError(f'{model_dir}: model widths {source.model} differ from this run\'s '
+                             f'{self.model_cfg}')
+        team = [f'go2w_{k + 1}' for k in range(self.n)]
+        for k, m in enumerate(self.models):
+            loaded, _ = load_agent(model_dir, k, model_set_id=source.model_set_id,
+                                   obs_spec=self.env.obs_spec(), task=self.task_cfg.name,
+                                   team=team)
+            m.load_state_dict(loaded.state_dict())
+        t = source.training or {}
+        keys = ('env_steps', 'updates', 'train_wall_time_s')
+        # what went into the source model over all its segments (its own total if it was
+        # itself started from another model)
+        before = (t.get('init_from') or {}).get('total') or {k: t.get(k, 0) for k in keys}
+        self.init_record = {'model_dir': str(model_dir), 'model_set_id': source.model_set_id,
+                            'before': {k: before.get(k, 0) for k in keys}}
+        return self.init_record
 
     def export_checkpoint(self) -> Manifest:
         """Write the model dir from the run's checkpoint as it stands, without training.
@@ -213,7 +239,8 @@ class Trainer:
                       'device': str(self.device), 'torch_threads': torch.get_num_threads(),
                       'git_commit': git_commit(), 'seed': self.cfg.seed,
                       'config': self.cfg.to_dict(),
-                      'task_config': task_config_to_dict(self.task_cfg)},
+                      'task_config': task_config_to_dict(self.task_cfg)}
+            | ({'init_from': self._init_totals()} if self.init_record else {}),
             evaluation=evaluation or {})
         out_dir.mkdir(parents=True, exist_ok=True)
         save_team(out_dir, [m.cpu() for m in self.models], manifest)
@@ -225,10 +252,21 @@ class Trainer:
                                                if self.metrics_path.exists() else '')
         return manifest
 
+    def _init_totals(self) -> dict[str, Any]:
+        """The manifest's `init_from`: the source model and the totals over every segment."""
+        rec = dict(self.init_record or {})
+        before = rec['before']
+        rec['total'] = {'env_steps': before['env_steps'] + self.env_steps,
+                        'updates': before['updates'] + self.learner.num_updates,
+                        'train_wall_time_s': round(before['train_wall_time_s']
+                                                   + self.train_wall_s, 1)}
+        return rec
+
     # ---- one iteration -------------------------------------------------------------------------
     def _act(self, obs: torch.Tensor, actors: ChainedActors) -> torch.Tensor:
-        """Commands (B, n, 3) m/s: random in the warm-up, else the actors, through the chain."""
-        if self.env_steps < self.cfg.warmup_env_steps:
+        """Commands (B, n, 3) m/s: random in the warm-up (the actors, noisy, when the run
+        started from a trained model), else the actors, through the chain."""
+        if self.env_steps < self.cfg.warmup_env_steps and self.init_record is None:
             return actors.random(obs.shape[0], self.gen)[0]
         return actors.act(obs)[0]
 

@@ -1,0 +1,73 @@
+"""`seqwm-models`: the table of every shipped model, read from the manifests themselves.
+
+Each row is what the model's own manifest records: how it was trained (comm mode, env steps,
+training wall time, threads) and how it did in its last `seqwm-eval` (deployment form, success
+with its 95 % interval over the episodes run). README's results table is this output, and a
+test keeps them equal, so no figure there can drift from the files it describes.
+
+    seqwm-models            # models/ of the workspace
+    seqwm-models path/to/models
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..core.checkpoint import CheckpointError, load_manifest
+
+COLUMNS = ('model', 'task', 'robots', 'comm', 'deployed success (95 % CI)', 'mean episode',
+           'env steps', 'training wall time', 'threads')
+
+
+def model_row(model_dir: Path) -> list[str]:
+    """One table row from `model_dir`'s manifest ('–' where it records nothing)."""
+    m = load_manifest(model_dir)
+    t, ev = m.training or {}, m.evaluation or {}
+    res = (ev.get('results') or [{}])[0]
+    if 'success_rate' in res and ev.get('form') == 'deployed':
+        lo, hi = res['success_ci95']
+        success = (f"**{100 * res['success_rate']:.0f} %** ({100 * lo:.0f}-{100 * hi:.0f} %), "
+                   f"{ev['episodes']} ep.")
+        episode = f"{res['mean_length'] * m.dt:.1f} s"
+    else:
+        success, episode = 'not evaluated in deployment form', '–'
+    wall = t.get('train_wall_time_s', t.get('wall_time_s'))
+    steps = t.get('env_steps')
+    note = ''
+    if t.get('init_from'):      # trained in segments (seqwm-train --init-from): the totals
+        total = t['init_from']['total']
+        steps, wall, note = total['env_steps'], total['train_wall_time_s'], ' (all segments)'
+    return [f'`models/{model_dir.name}`', m.task, str(m.model.num_agents), str(t.get('comm', '–')),
+            success, episode, f'{steps:,}{note}' if steps is not None else '–',
+            f'{wall:,.0f} s{note}' if wall is not None else '–', str(t.get('torch_threads', '–'))]
+
+
+def model_table(models_root: str | Path) -> str:
+    """The markdown table of every model directory under `models_root` (name order)."""
+    root = Path(models_root)
+    rows = [model_row(d) for d in sorted(root.iterdir()) if (d / 'manifest.yaml').is_file()]
+    lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
+    lines += ['| ' + ' | '.join(r) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog='seqwm-models', description=__doc__.split('\n')[0])
+    ap.add_argument('models', nargs='?', default=None,
+                    help='directory of model dirs (default: $SEQWM_ROOT/models, else ./models)')
+    args = ap.parse_args(argv)
+    if args.models is None:
+        import os
+        args.models = str(Path(os.environ.get('SEQWM_ROOT', '.')) / 'models')
+    try:
+        print(model_table(args.models))
+    except (OSError, CheckpointError) as exc:
+        print(f'seqwm-models: {exc}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

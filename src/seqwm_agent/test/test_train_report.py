@@ -1,0 +1,34 @@
+"""The shipped-model table is read from the manifests, and README shows exactly that table."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from seqwm_agent.core.checkpoint import load_manifest, write_manifest
+from seqwm_agent.train.report import model_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_team import write_team  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_a_row_gives_what_the_manifest_records_and_says_when_nothing_was_evaluated(tmp_path):
+    d = write_team(tmp_path / 'pushbox')
+    m = load_manifest(d)
+    m.training = {'comm': 'dec', 'env_steps': 123456, 'train_wall_time_s': 1199.6,
+                  'torch_threads': 1}
+    m.evaluation = {'form': 'deployed', 'episodes': 100,
+                    'results': [{'success_rate': 0.93, 'success_ci95': [0.862, 0.966],
+                                 'mean_length': 71.0}]}
+    write_manifest(d, m)
+    write_team(tmp_path / 'untested')
+    rows = model_table(tmp_path).splitlines()
+    assert rows[2] == ('| `models/pushbox` | pushbox | 2 | dec | **93 %** (86-97 %), 100 ep. | '
+                       '7.1 s | 123,456 | 1,200 s | 1 |')
+    assert 'not evaluated in deployment form' in rows[3]
+
+
+def test_readme_shows_the_table_of_the_shipped_models():
+    table = model_table(REPO / 'models')
+    assert table in (REPO / 'README.md').read_text(), 'regenerate with: seqwm-models'
