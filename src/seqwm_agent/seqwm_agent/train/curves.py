@@ -28,9 +28,18 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def _steps_axis(ax) -> None:
+    """Env-step ticks as 250k / 1.5M: six-digit labels run into each other."""
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _: f'{x / 1e6:g}M' if abs(x) >= 1e6 else f'{x / 1e3:g}k' if x else '0'))
+
+
 def _finish(fig, axes, title: str, path: str | Path, legend_size: int | None = 7) -> Path:
     """Grid, legend and title on every panel; write the PNG and free the figure."""
     for ax in axes:
+        if 'env steps' in ax.get_xlabel():
+            _steps_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=legend_size)
     fig.suptitle(title)

@@ -192,6 +192,11 @@ class Trainer:
         before = (t.get('init_from') or {}).get('total') or {k: t.get(k, 0) for k in keys}
         self.init_record = {'model_dir': str(model_dir), 'model_set_id': source.model_set_id,
                             'before': {k: before.get(k, 0) for k in keys}}
+        self.init_record['before']['train_wall_time_s'] = float(
+            self.init_record['before']['train_wall_time_s'])
+        prior = Path(model_dir) / 'metrics.jsonl'     # the source's curve comes first
+        if prior.is_file() and not (self.metrics_path.exists() and self.metrics_path.stat().st_size):
+            self.metrics_path.write_text(prior.read_text())
         return self.init_record
 
     def export_checkpoint(self) -> Manifest:
@@ -215,6 +220,17 @@ class Trainer:
         return self.wall_s - self.eval_wall_s
 
     def log(self, record: dict) -> None:
+        """Append a record to metrics.jsonl; after init_from() its counters continue the
+        source model's (so one learning curve spans every segment)."""
+        if self.init_record is not None:
+            before = self.init_record['before']
+            record = dict(record)
+            for key, add in (('env_steps', before['env_steps']), ('updates', before['updates']),
+                             ('train_wall_s', before['train_wall_time_s']),
+                             ('wall_s', before['train_wall_time_s'])):
+                if key in record:
+                    record[key] = round(record[key] + add, 1) if isinstance(add, float) \
+                        else record[key] + add
         with open(self.metrics_path, 'a') as f:
             f.write(json.dumps(record) + '\n')
 
