@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     for r, s in a.items():
         print(f'[demo] {r}: planning p50 {s["planning_ms"]["p50"]} ms p99 {s["planning_ms"]["p99"]} ms, '
               f'modes {s["intent_modes"]}, rejected {s["rejected_inputs"]}')
-    print(f'[demo] {task} with {len(a)} robots: {"success" if summary["success"] else "NO success"}; '
+    verdict = 'success' if summary['success'] else 'NO success'
+    print(f'[demo] {args.task} with {len(a)} robots: {verdict}; '
           f'see {runs_dir / "latest"}/summary.json and trajectory.png', flush=True)
     if summary['processes']['crashed_during_run'] or summary['processes']['orphans']:
         print(f'[demo] process problems: {summary["processes"]}', file=sys.stderr)
