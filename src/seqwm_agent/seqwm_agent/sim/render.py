@@ -171,7 +171,7 @@ def gate_passes(frames: Sequence[Snapshot], cfg: GateConfig, dt: float) -> list[
     out: list[float | None] = []
     n = frames[0].robots.shape[1]
     for k in range(n):
-        t = next((i * dt for i, f in enumerate(frames)
+        t = next((round(i * dt, 3) for i, f in enumerate(frames)
                   if float(f.robots[0, k, 0]) > float(f.gate[0, 0]) + cfg.pass_margin), None)
         out.append(t)
     return out
