@@ -339,6 +339,7 @@ class Trainer:
         ev = self.evaluate()
         ev['eval_wall_s'] = round(time.perf_counter() - t0, 1)
         self.eval_wall_s += ev['eval_wall_s']
+        self.wall_s += ev['eval_wall_s']   # so the export below counts training time exactly
         self.log(ev)
         key = 'planner' if 'planner' in ev else 'actor'
         score = ev[key]['success_rate'] + 1e-3 * ev[key]['mean_return'] / 100
