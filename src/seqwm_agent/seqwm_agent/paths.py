@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .task_registry import task_info
+import yaml
+
+from .task_registry import TASKS, task_info
 
 PACKAGE = 'seqwm_agent'
 
@@ -83,7 +85,6 @@ def team_mismatch(model_dir: str | os.PathLike, found_task: str, found_robots: i
     if found_task and found_task != task:
         return f'{model_dir} holds a {found_task} model; this is a {task} team'
     if found_robots != n:
-        from .task_registry import TASKS
         info = TASKS.get(task)
         hint = ''
         if info is not None and info.min_robots <= n <= info.max_robots:
@@ -100,7 +101,6 @@ def team_model_problem(model_dir: str, task: str, team: list[str] | tuple[str, .
     Reads only the manifest's task and team size (YAML, no torch), so a launch file can refuse a
     wrong team before any node starts; the agent verifies the full manifest itself.
     """
-    import yaml
     path = Path(model_dir) / 'manifest.yaml'
     try:
         data = yaml.safe_load(path.read_text()) or {}

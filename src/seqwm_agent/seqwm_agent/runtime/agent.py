@@ -38,6 +38,7 @@ from ..core.config import PlannerConfig
 from ..core.intent import IntentLayout, IntentTensors
 from ..core.validate import ConfigError, integer, number
 from ..core.world_model import WorldModel
+from ..paths import team_mismatch
 from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
 from ..task_registry import TASK_NAMES, task_info
@@ -202,11 +203,10 @@ class AgentRuntime:
         self.settings = s
         self.manifest = manifest
         n = len(s.team)
-        if manifest.model.num_agents != n:
-            raise AgentError(f'the model set has {manifest.model.num_agents} agents, the team '
-                             f'{list(s.team)} has {n}')
-        if manifest.task and manifest.task != s.task:
-            raise AgentError(f'task {s.task!r} but the model set was trained for {manifest.task!r}')
+        problem = team_mismatch('the model set', manifest.task, manifest.model.num_agents,
+                                s.task, s.team)
+        if problem:   # the same check load() made through the checkpoint, for direct callers
+            raise AgentError(problem)
         self.dt = float(manifest.dt)
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise AgentError(f'the manifest dt must be positive, got {manifest.dt}')

@@ -191,9 +191,9 @@ class Trainer:
         # itself started from another model)
         before = (t.get('init_from') or {}).get('total') or {k: t.get(k, 0) for k in keys}
         self.init_record = {'model_dir': str(model_dir), 'model_set_id': source.model_set_id,
-                            'before': {k: before.get(k, 0) for k in keys}}
-        self.init_record['before']['train_wall_time_s'] = float(
-            self.init_record['before']['train_wall_time_s'])
+                            'before': {'env_steps': int(before.get('env_steps', 0)),
+                                       'updates': int(before.get('updates', 0)),
+                                       'train_wall_time_s': float(before.get('train_wall_time_s', 0))}}
         prior = Path(model_dir) / 'metrics.jsonl'     # the source's curve comes first
         if prior.is_file() and not (self.metrics_path.exists() and self.metrics_path.stat().st_size):
             self.metrics_path.write_text(prior.read_text())
@@ -225,12 +225,12 @@ class Trainer:
         if self.init_record is not None:
             before = self.init_record['before']
             record = dict(record)
-            for key, add in (('env_steps', before['env_steps']), ('updates', before['updates']),
-                             ('train_wall_s', before['train_wall_time_s']),
-                             ('wall_s', before['train_wall_time_s'])):
+            for key in ('env_steps', 'updates'):
                 if key in record:
-                    record[key] = round(record[key] + add, 1) if isinstance(add, float) \
-                        else record[key] + add
+                    record[key] += before[key]
+            for key in ('train_wall_s', 'wall_s'):     # the source's evaluation time is not known
+                if key in record:
+                    record[key] = round(record[key] + before['train_wall_time_s'], 1)
         with open(self.metrics_path, 'a') as f:
             f.write(json.dumps(record) + '\n')
 
