@@ -44,6 +44,7 @@ setup(
             'seqwm-curves = seqwm_agent.train.curves:main',
             'seqwm-models = seqwm_agent.train.report:main',
             'seqwm-replay = seqwm_agent.replay:main',
+            'seqwm-baseline = seqwm_agent.baselines.cli:main',
         ],
     },
 )

@@ -66,7 +66,8 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
         ax1.plot([m['env_steps'] for m in train], [m['train_return'] for m in train],
                  color='tab:gray', lw=1, label='training episodes (actor + noise)')
     for key, col, lab in (('actor', 'tab:blue', 'actor (deterministic)'),
-                          ('planner', 'tab:red', 'planner (eval settings)')):
+                          ('planner', 'tab:red', 'planner (eval settings)'),
+                          ('policy', 'tab:green', 'policy (deterministic)')):
         pts = [m for m in evals if m.get(key)]
         if pts:
             x = [m['env_steps'] for m in pts]
@@ -85,13 +86,13 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
 
 
 def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = '') -> Path:
-    """Periodic evaluation success (planner solid, actor dashed) of several runs against env
-    steps and against training wall time."""
+    """Periodic evaluation success (planner or a baseline's policy solid, actor dashed) of
+    several runs against env steps and against training wall time."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for (label, metrics), col in zip(runs.items(), colours):
         evals = [m for m in metrics if m.get('kind') == 'eval']
-        for key, style in (('planner', 'o-'), ('actor', '--')):
+        for key, style in (('planner', 'o-'), ('policy', 'o-'), ('actor', '--')):
             pts = [m for m in evals if m.get(key)]
             if not pts:
                 continue
@@ -106,12 +107,14 @@ def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = 
 
 
 def _run_label(d: Path) -> str:
-    """The comm mode from a model dir's manifest, else the dir name."""
+    """The comm mode (SeqWM) or algorithm (baseline) from a model dir's manifest, else the
+    dir name."""
     manifest = d / 'manifest.yaml'
     if manifest.exists():
-        comm = (yaml.safe_load(manifest.read_text()).get('training') or {}).get('comm')
-        if comm:
-            return f'{comm} ({d.name})'
+        training = yaml.safe_load(manifest.read_text()).get('training') or {}
+        kind = training.get('comm') or training.get('algo')
+        if kind:
+            return f'{kind} ({d.name})'
     return d.name
 
 

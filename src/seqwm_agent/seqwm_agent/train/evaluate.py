@@ -34,7 +34,7 @@ from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
 from ..runtime.team import LinkConfig, TeamRuntime
 from ..sim import MultiQuadEnv, load_task_config
-from .team import ChainedActors
+from .team import ChainedActors, ChainedTeam
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -62,28 +62,31 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
                  comm: str, episodes: int, seed: int, policy: str = 'planner',
                  device: str | torch.device = 'cpu', record: bool = False,
                  link: LinkConfig = LinkConfig(), chain: ChainSettings | None = None,
-                 chain_mode: str = 'plan', action_scale: Sequence[float] | None = None
-                 ) -> dict[str, Any]:
+                 chain_mode: str = 'plan', action_scale: Sequence[float] | None = None,
+                 team: ChainedTeam | None = None) -> dict[str, Any]:
     """Run `episodes` episodes in parallel; returns metrics (and, with `record`, episode 0's
     frames and the commands every robot sent at each tick).
 
     policy 'planner': the deployed controller (chain_mode 'plan'; 'after' and 'off' are the
     diagnostics of runtime.controller.CHAIN_MODES); 'actor': each robot's actor mean, through
-    the same command chain (the trainer's cheap periodic check)."""
+    the same command chain (the trainer's cheap periodic check). `team`: any other policy acting
+    through its robots' chains (a `ChainedTeam` of batch `episodes`, e.g. a model-free baseline;
+    `models` may then be empty), scored by the same loop, seeds and success test."""
     from ..sim.render import EpisodeRecorder
-    n = len(models)
-    mc = models[0].cfg
+    n = team.n if team is not None else len(models)
     dt = task_cfg.physics.control_dt
     chain = chain or chain_settings_of(None, task_cfg, dt)
     scale = list(action_scale or task_cfg.action_limits)
-    layout = IntentLayout(n, planner_cfg.horizon, mc.latent_dim, mc.action_dim)
     env = MultiQuadEnv(task_cfg, episodes, device, seed=seed, auto_reset=False)
     obs = env.reset()
-    if policy == 'planner':
-        team = TeamRuntime(models, layout, planner_cfg, chain, scale, episodes, dt, comm, seed,
-                           link, device=device, chain_mode=chain_mode)
-    else:
-        team = ChainedActors(models, layout, chain, scale, episodes, comm, device)
+    if team is None:
+        mc = models[0].cfg
+        layout = IntentLayout(n, planner_cfg.horizon, mc.latent_dim, mc.action_dim)
+        if policy == 'planner':
+            team = TeamRuntime(models, layout, planner_cfg, chain, scale, episodes, dt, comm,
+                               seed, link, device=device, chain_mode=chain_mode)
+        else:
+            team = ChainedActors(models, layout, chain, scale, episodes, comm, device)
     active = torch.ones(episodes, dtype=torch.bool, device=device)
     rows = torch.arange(episodes, device=device)
     success = torch.zeros(episodes, dtype=torch.bool, device=device)
@@ -123,7 +126,7 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
            'mean_length_success': float(length[success].float().mean()) if k else None,
            'wall_s': wall, 'plans': plans,
            'ms_per_plan': 1000 * wall / plans if plans else None}
-    if policy == 'planner':
+    if isinstance(team, TeamRuntime):
         modes = team.mode_counts.sum(0).tolist()
         total = max(sum(modes), 1)
         out.update({'form': {'plan': 'deployed', 'after': 'chain after planning',
@@ -134,6 +137,8 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
                     'cache_max_age_ticks': link.cache_max_age_ticks,
                     'mode_fractions': {m: c / total for m, c in zip(('fresh', 'cached', 'masked'),
                                                                    modes)}})
+    elif policy not in ('planner', 'actor'):       # a baseline's policy: its robots' chains
+        out.update({'form': 'deployed', 'chain': team.chain.settings.to_dict()})
     if recorder:
         out['frames'] = recorder.frames
         out['commands'] = sent
@@ -224,18 +229,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = {**info, 'results': results}
     out = Path(args.out) if args.out else model_dir / 'eval.json'
     if frames:
-        from ..sim.render import render_behaviour, render_gif, render_png
-        title = (f'{manifest.task} {comm}: episode 0 of eval seed {args.seed}, '
-                 f'{len(frames) - 1} steps')
-        render_png(frames, task_cfg, out.parent / 'eval_episode0.png', title=title)
-        render_gif(frames, task_cfg, out.parent / 'eval_episode0.gif', stride=2, title=title)
-        doc['episode0'] = render_behaviour(frames, sent, task_cfg, manifest.dt,
-                                           out.parent / 'eval_behaviour.png',
-                                           title=f'{title}: forward command sent by each robot')
+        doc['episode0'] = render_episode(frames, sent, task_cfg, manifest.dt, out.parent,
+                                         f'{manifest.task} {comm}: episode 0 of eval seed '
+                                         f'{args.seed}, {len(frames) - 1} steps')
     out.write_text(json.dumps(doc, indent=2) + '\n')
     if not args.no_manifest and args.out is None:
         record_evaluation(model_dir, manifest, results, args.threads, args.device)
     return 0
+
+
+def render_episode(frames: list, sent: list, task_cfg: Any, dt: float, out_dir: Path,
+                   title: str) -> dict:
+    """eval_episode0.png / .gif and eval_behaviour.png (every robot's forward command, Gate's
+    passing order) of a recorded episode; returns the behaviour summary."""
+    from ..sim.render import render_behaviour, render_gif, render_png
+    render_png(frames, task_cfg, out_dir / 'eval_episode0.png', title=title)
+    render_gif(frames, task_cfg, out_dir / 'eval_episode0.gif', stride=2, title=title)
+    return render_behaviour(frames, sent, task_cfg, dt, out_dir / 'eval_behaviour.png',
+                            title=f'{title}: forward command sent by each robot')
 
 
 def record_evaluation(model_dir: Path, manifest: Any, results: Sequence[dict], threads: int,

@@ -138,24 +138,18 @@ def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Ten
     return torch.stack(out, 1)
 
 
-class ChainedActors:
-    """The team's actors acting through their robots' command chains, B teams at once.
+class ChainedTeam:
+    """n robots' command chains for B teams: what every simulated team acts through.
 
-    What the trainer collects with (and its cheap periodic check): the actor's action (its own
-    sample plus exploration noise, or its mean) is the chain's input, as the planner's action is
-    on a robot; the chain's command is what the simulator executes and what the buffer stores
-    (in model units, command / action_scale). One chain row per team and robot."""
+    A policy's actions (B, n, 3) in [-1, 1] are the chains' inputs, as the planner's action is on
+    a robot; the chains' commands (m/s, m/s, rad/s) are what the simulator executes. One chain row
+    per team and robot. Subclasses supply `act`; evaluation (`evaluate.run_episodes`) needs only
+    `act(obs, tick) -> (commands, ok)` and `select(rows)`."""
 
-    def __init__(self, models: Sequence[WorldModel], layout: IntentLayout, chain: ChainSettings,
-                 action_scale: Sequence[float], batch: int, comm: str,
-                 device: torch.device | str = 'cpu', explore_std: float = 0.0,
-                 deterministic: bool = True, generator: torch.Generator | None = None,
-                 compile_mode: str = 'off') -> None:
-        self.models, self.layout, self.comm = list(models), layout, comm
-        self.n, self.batch = len(models), batch
-        self.explore_std, self.deterministic, self.generator = explore_std, deterministic, generator
-        self._act = Compiled(actor_act, 'collect.actor_act', compile_mode)
-        self.chain = CommandChain(chain.limits, chain.cutoff_hz, chain.rate_hz, batch * self.n,
+    def __init__(self, n: int, chain: ChainSettings, action_scale: Sequence[float], batch: int,
+                 device: torch.device | str = 'cpu') -> None:
+        self.n, self.batch = n, batch
+        self.chain = CommandChain(chain.limits, chain.cutoff_hz, chain.rate_hz, batch * n,
                                   action_scale, device)
 
     @property
@@ -167,14 +161,9 @@ class ChainedActors:
         cmd, ok = self.chain.step_batch(a.reshape(B * self.n, -1))
         return cmd.view(B, self.n, -1), ok.view(B, self.n)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, tick: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (B, n, obs_dim) -> commands (B, n, 3) m/s, m/s, rad/s and ok (B, n)."""
-        noise = None if self.deterministic else actor_noise(
-            self.n, obs.shape[0], self.layout.action_dim, self.generator, obs.device)
-        a = self._act(self.models, self.layout, obs, self.comm, self.explore_std,
-                      self.deterministic, noise)
-        return self._through(a)
+        raise NotImplementedError
 
     @torch.no_grad()
     def random(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,3 +181,30 @@ class ChainedActors:
         idx = (rows[:, None] * self.n + torch.arange(self.n, device=rows.device)).reshape(-1)
         self.chain.select(idx)
         self.batch = int(rows.numel())
+
+
+class ChainedActors(ChainedTeam):
+    """The team's actors acting through their robots' command chains, B teams at once.
+
+    What the trainer collects with (and its cheap periodic check): the actor's action (its own
+    sample plus exploration noise, or its mean) is the chain's input; the chain's command is what
+    the simulator executes and what the buffer stores (in model units, command / action_scale)."""
+
+    def __init__(self, models: Sequence[WorldModel], layout: IntentLayout, chain: ChainSettings,
+                 action_scale: Sequence[float], batch: int, comm: str,
+                 device: torch.device | str = 'cpu', explore_std: float = 0.0,
+                 deterministic: bool = True, generator: torch.Generator | None = None,
+                 compile_mode: str = 'off') -> None:
+        super().__init__(len(models), chain, action_scale, batch, device)
+        self.models, self.layout, self.comm = list(models), layout, comm
+        self.explore_std, self.deterministic, self.generator = explore_std, deterministic, generator
+        self._act = Compiled(actor_act, 'collect.actor_act', compile_mode)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, tick: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (B, n, obs_dim) -> commands (B, n, 3) m/s, m/s, rad/s and ok (B, n)."""
+        noise = None if self.deterministic else actor_noise(
+            self.n, obs.shape[0], self.layout.action_dim, self.generator, obs.device)
+        a = self._act(self.models, self.layout, obs, self.comm, self.explore_std,
+                      self.deterministic, noise)
+        return self._through(a)
