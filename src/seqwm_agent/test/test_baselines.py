@@ -153,3 +153,12 @@ def test_a_changed_policy_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match='does not match its manifest'):
         load_policy(tmp_path)
     assert baseline_main(['eval', str(tmp_path)]) == 2
+
+
+def test_seqwm_eval_points_a_baseline_dir_to_seqwm_baseline(tmp_path, capsys):
+    from seqwm_agent.train.evaluate import main as eval_main
+    cfg = PPOConfig(num_envs=8, rollout_steps=5, epochs=1, minibatch_size=40, hidden=16,
+                    total_env_steps=40, eval_every_env_steps=10**6, eval_episodes=2, max_wall_s=0)
+    PPOTrainer('pushbox', cfg, tmp_path, progress=False).run()
+    assert eval_main([str(tmp_path), '--episodes', '2']) == 2
+    assert 'evaluate it with seqwm-baseline eval' in capsys.readouterr().err

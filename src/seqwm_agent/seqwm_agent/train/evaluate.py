@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..core.checkpoint import load_agent, load_manifest, write_manifest
+from ..core.checkpoint import CheckpointError, load_agent, load_manifest, write_manifest
 from ..core.command import ChainSettings, CommandLimits
 from ..core.config import PlannerConfig
 from ..core.intent import IntentLayout
@@ -202,7 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model_dir)
-    models, manifest = load_team(model_dir, args.device)
+    try:
+        models, manifest = load_team(model_dir, args.device)
+    except CheckpointError as e:
+        hint = (' (a model-free baseline: evaluate it with seqwm-baseline eval)'
+                if 'seqwm-baseline' in str(e) else '')
+        print(f'seqwm-eval: {e}{hint}', file=sys.stderr)
+        return 2
     comm = args.comm or manifest.training.get('comm', 'seq')
     task_cfg = load_task_config(manifest.training.get('task_config') or manifest.task)
     planner_cfg = PlannerConfig.from_dict(manifest.planner)
