@@ -32,3 +32,28 @@ def test_a_row_gives_what_the_manifest_records_and_says_when_nothing_was_evaluat
 def test_readme_shows_the_table_of_the_shipped_models():
     table = model_table(REPO / 'models')
     assert table in (REPO / 'README.md').read_text(), 'regenerate with: seqwm-models'
+
+
+def test_the_comparison_puts_seq_dec_and_baselines_of_one_task_side_by_side(tmp_path):
+    import yaml
+    from seqwm_agent.train.report import comparison_table
+    for name, comm, rate in (('pushbox', 'seq', 0.99), ('pushbox_dec', 'dec', 0.93)):
+        d = write_team(tmp_path / name)
+        m = load_manifest(d)
+        m.training = {'comm': comm, 'env_steps': 500528, 'train_wall_time_s': 686.0}
+        m.evaluation = {'form': 'deployed', 'episodes': 100,
+                        'results': [{'success_rate': rate, 'success_ci95': [rate - 0.05, 1.0]}]}
+        write_manifest(d, m)
+    write_team(tmp_path / 'gate')                       # one method only: no comparison row
+    b = tmp_path / 'baselines' / 'pushbox_mappo'
+    b.mkdir(parents=True)
+    b.joinpath('manifest.yaml').write_text(yaml.safe_dump({
+        'format': 'seqwm-baseline', 'algo': 'mappo', 'task': 'pushbox', 'num_agents': 2,
+        'training': {'env_steps': 4000000, 'train_wall_time_s': 1200.4},
+        'evaluation': {'form': 'deployed', 'episodes': 100,
+                       'results': [{'success_rate': 0.0, 'success_ci95': [0.0, 0.037]}]}}))
+    rows = comparison_table(tmp_path).splitlines()
+    assert rows[0] == '| task | robots | seq | dec | MAPPO | IPPO |'
+    assert rows[2:] == ['| pushbox | 2 | **99 %** (94-100 %) · 500,528 steps · 686 s | '
+                        '**93 %** (88-100 %) · 500,528 steps · 686 s | '
+                        '**0 %** (0-4 %) · 4,000,000 steps · 1,200 s | – |']
