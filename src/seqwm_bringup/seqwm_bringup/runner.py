@@ -256,14 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     runner.start()
     print(f'started {[n.fqn for n in nodes]}; logs in {run_dir}/logs; Ctrl-C to stop', flush=True)
     stop = {'now': False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    # Ctrl-C and SIGTERM stop the team the same way. Both handlers are set explicitly: a runner
+    # started from a script's background job inherits SIGINT *ignored* (POSIX shells do that),
+    # and would otherwise never stop on Ctrl-C / `kill -INT` (found by a test run so started).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.update(now=True))
     reason = None
-    try:
-        while not stop['now'] and reason is None:
-            reason = runner.supervise()
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+    while not stop['now'] and reason is None:
+        reason = runner.supervise()
+        time.sleep(0.2)
     codes = runner.stop()
     print(f'stopped: {codes}')
     if reason is not None:
