@@ -57,3 +57,13 @@ def test_the_comparison_puts_seq_dec_and_baselines_of_one_task_side_by_side(tmp_
     assert rows[2:] == ['| pushbox | 2 | **99 %** (94-100 %) · 500,528 steps · 686 s | '
                         '**93 %** (88-100 %) · 500,528 steps · 686 s | '
                         '**0 %** (0-4 %) · 4,000,000 steps · 1,200 s | – |']
+
+
+def test_a_gate_cell_says_how_often_every_robot_got_through_the_opening():
+    from seqwm_agent.train.report import _cell
+    evaluation = {'form': 'deployed', 'episodes': 100,
+                  'results': [{'success_rate': 0.0, 'success_ci95': [0.0, 0.037],
+                               'all_passed_rate': 0.86, 'mean_robots_passed': 4.48}]}
+    assert _cell({'env_steps': 5529600, 'train_wall_time_s': 4210.4}, evaluation) == (
+        '**0 %** (0-4 %) · all through the opening 86 % (mean 4.5 robots) · 5,529,600 steps · '
+        '4,210 s')

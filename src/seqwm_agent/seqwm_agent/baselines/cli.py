@@ -66,7 +66,8 @@ def _eval(args: argparse.Namespace) -> int:
     frames, sent = res.pop('frames', None), res.pop('commands', None)
     print(json.dumps({k: res.get(k) for k in ('policy', 'form', 'episodes', 'success_rate',
                                               'success_ci95', 'mean_return', 'mean_length',
-                                              'wall_s')}), flush=True)
+                                              'mean_robots_passed', 'wall_s') if k in res}),
+          flush=True)
     out = {'model_dir': str(d), 'algo': doc['algo'], 'task': doc['task'], 'device': args.device,
            'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
            'torch': torch.__version__, 'results': [res]}

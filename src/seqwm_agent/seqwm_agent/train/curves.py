@@ -35,13 +35,16 @@ def _steps_axis(ax) -> None:
         lambda x, _: f'{x / 1e6:g}M' if abs(x) >= 1e6 else f'{x / 1e3:g}k' if x else '0'))
 
 
-def _finish(fig, axes, title: str, path: str | Path, legend_size: int | None = 7) -> Path:
-    """Grid, legend and title on every panel; write the PNG and free the figure."""
+def _finish(fig, axes, title: str, path: str | Path, legend_size: int | None = 7,
+            legend_on: Sequence | None = None) -> Path:
+    """Grid and title on every panel, a legend on each of `legend_on` (default: every panel);
+    write the PNG and free the figure."""
     for ax in axes:
         if 'env steps' in ax.get_xlabel():
             _steps_axis(ax)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=legend_size)
+        if legend_on is None or ax in legend_on:
+            ax.legend(fontsize=legend_size)
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
@@ -86,9 +89,10 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
 
 
 def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = '') -> Path:
-    """Periodic evaluation success (planner or a baseline's policy solid, actor dashed) of
-    several runs against env steps and against training wall time."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    """Periodic evaluation success (top) and mean return (bottom; where every run is still at
+    0 % success the return is what tells them apart) of several runs, against env steps and
+    against training wall time. Planner or a baseline's policy solid, actor dashed."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex='col', sharey='row')
     colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for (label, metrics), col in zip(runs.items(), colours):
         evals = [m for m in metrics if m.get('kind') == 'eval']
@@ -96,14 +100,19 @@ def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = 
             pts = [m for m in evals if m.get(key)]
             if not pts:
                 continue
-            y = [m[key]['success_rate'] for m in pts]
-            for ax, x in zip(axes, ([m['env_steps'] for m in pts], [_train_wall(m) for m in pts])):
-                ax.plot(x, y, style, color=col, ms=4, label=f'{label} {key}')
-    axes[0].set_xlabel('env steps (team transitions)')
-    axes[1].set_xlabel('training wall time (s, evaluation excluded)')
-    axes[0].set_ylabel('success rate (periodic evaluation)')
-    axes[0].set_ylim(-0.02, 1.02)
-    return _finish(fig, axes, title, path)
+            xs = ([m['env_steps'] for m in pts], [_train_wall(m) for m in pts])
+            for row, metric in enumerate(('success_rate', 'mean_return')):
+                y = [m[key][metric] for m in pts]
+                for ax, x in zip(axes[row], xs):
+                    ax.plot(x, y, style, color=col, ms=4, label=f'{label} {key}')
+    axes[1, 0].set_xlabel('env steps (team transitions)')
+    axes[1, 1].set_xlabel('training wall time (s, evaluation excluded)')
+    axes[0, 0].set_ylabel('success rate (periodic evaluation)')
+    axes[1, 0].set_ylabel('mean episode return (periodic evaluation)')
+    axes[0, 0].set_ylim(-0.02, 1.02)
+    _steps_axis(axes[0, 0])   # _finish formats the panels labelled 'env steps': the bottom row
+    # One legend: the four panels share runs and colours.
+    return _finish(fig, axes.ravel(), title, path, legend_on=[axes[0, 0]])
 
 
 def _run_label(d: Path) -> str:

@@ -72,7 +72,9 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
     diagnostics of runtime.controller.CHAIN_MODES); 'actor': each robot's actor mean, through
     the same command chain (the trainer's cheap periodic check). `team`: any other policy acting
     through its robots' chains (a `ChainedTeam` of batch `episodes`, e.g. a model-free baseline;
-    `models` may then be empty), scored by the same loop, seeds and success test."""
+    `models` may then be empty), scored by the same loop, seeds and success test. Tasks that
+    report which robots passed (Gate) add the mean number of robots that got through and how
+    often all did: the progress that a 0 % success rate hides."""
     from ..sim.render import EpisodeRecorder
     n = team.n if team is not None else len(models)
     dt = task_cfg.physics.control_dt
@@ -93,6 +95,7 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
     success = torch.zeros(episodes, dtype=torch.bool, device=device)
     ret = torch.zeros(episodes, device=device)
     length = torch.zeros(episodes, dtype=torch.long, device=device)
+    passed = None        # Gate: which robots got through the opening (progress where success is 0)
     recorder = EpisodeRecorder(env, 0) if record else None
     sent: list[list[list[float]]] = []      # episode 0: every robot's command (m/s, rad/s) per tick
     if recorder:
@@ -114,6 +117,9 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
         success |= ended & info['success']
         ret = torch.where(ended, info['episode_return'], ret)
         length = torch.where(ended, info['episode_length'], length)
+        if 'passed' in info:
+            now = info['passed'] & active[:, None]
+            passed = now if passed is None else passed | now
         if recorder and bool(active[0]):
             recorder.record()
         active &= ~(term | trunc)
@@ -127,6 +133,10 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
            'mean_length_success': float(length[success].float().mean()) if k else None,
            'wall_s': wall, 'plans': plans,
            'ms_per_plan': 1000 * wall / plans if plans else None}
+    if passed is not None:
+        count = passed.sum(1).float()
+        out.update({'mean_robots_passed': float(count.mean()),
+                    'all_passed_rate': float((count == n).float().mean())})
     if isinstance(team, TeamRuntime):
         modes = team.mode_counts.sum(0).tolist()
         total = max(sum(modes), 1)
@@ -165,7 +175,7 @@ def _losses(text: str) -> list[float]:
 
 
 SUMMARY_KEYS = ('intent_loss', 'success_rate', 'success_ci95', 'successes', 'mean_return',
-                'mean_length', 'mode_fractions')
+                'mean_length', 'mode_fractions', 'mean_robots_passed', 'all_passed_rate')
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(res)
         print(json.dumps({k: res.get(k) for k in ('comm', 'form', 'intent_loss', 'episodes',
                                                   'success_rate', 'success_ci95', 'mean_return',
-                                                  'mean_length', 'wall_s')}), flush=True)
+                                                  'mean_length', 'mean_robots_passed',
+                                                  'wall_s') if k in res}), flush=True)
     info = {'model_dir': str(model_dir), 'model_set_id': manifest.model_set_id,
             'task': manifest.task, 'planner': planner_cfg.to_dict(), 'device': args.device,
             'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
