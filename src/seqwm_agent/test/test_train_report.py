@@ -67,3 +67,10 @@ def test_a_gate_cell_says_how_often_every_robot_got_through_the_opening():
     assert _cell({'env_steps': 5529600, 'train_wall_time_s': 4210.4}, evaluation) == (
         '**0 %** (0-4 %) · all through the opening 86 % (mean 4.5 robots) · 5,529,600 steps · '
         '4,210 s')
+
+
+def test_readme_and_the_baselines_doc_show_the_comparison_of_the_shipped_models():
+    from seqwm_agent.train.report import comparison_table
+    table = comparison_table(REPO / 'models')
+    for doc in ('README.md', 'docs/baselines.md'):
+        assert table in (REPO / doc).read_text(), f'{doc}: regenerate with seqwm-models --compare'
