@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
@@ -138,7 +139,7 @@ def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Ten
     return torch.stack(out, 1)
 
 
-class ChainedTeam:
+class ChainedTeam(ABC):
     """n robots' command chains for B teams: what every simulated team acts through.
 
     A policy's actions (B, n, 3) in [-1, 1] are the chains' inputs, as the planner's action is on
@@ -161,9 +162,9 @@ class ChainedTeam:
         cmd, ok = self.chain.step_batch(a.reshape(B * self.n, -1))
         return cmd.view(B, self.n, -1), ok.view(B, self.n)
 
+    @abstractmethod
     def act(self, obs: torch.Tensor, tick: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (B, n, obs_dim) -> commands (B, n, 3) m/s, m/s, rad/s and ok (B, n)."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def random(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
