@@ -54,6 +54,26 @@ def test_gate_contact_is_flagged_penalised_and_ends_the_episode():
     assert hit.tolist() == [True, True, False]
 
 
+def test_gate_pays_for_each_robot_holding_its_target_until_all_are_there():
+    # 3 robots past the opening, at rest; env e has its first e robots on their own targets.
+    # Standing still earns on_target x the fraction on target (no progress, no contact); the
+    # last robot arriving ends the episode with the success bonus.
+    cfg = load_task_config('gate', overrides={**QUIET, 'num_robots': 3})
+    env = MultiQuadEnv(cfg, num_envs=4, seed=0)
+    target = env.task.target.clone()
+    robots = env.snapshot().robots.clone()
+    robots[..., :2] = target + torch.tensor([-0.6, 0.0])          # 0.6 m short of every target
+    for e in range(4):
+        robots[e, :e, :2] = target[e, :e]
+    env.set_state(robots=robots)
+    _, rew, term, _, info = env.step_commands(torch.zeros(4, 3, 3))
+    r = cfg.reward
+    expected = torch.tensor([r.on_target * k / 3 - r.time_penalty for k in range(4)])
+    expected[3] += r.success_bonus
+    assert torch.allclose(rew, expected, atol=1e-4)
+    assert info['success'].tolist() == [False, False, False, True] and term[3] and not term[:3].any()
+
+
 def test_the_sheep_flees_the_nearest_dog_faster_when_closer():
     cfg = load_task_config('shepherd', overrides=QUIET)
     env = MultiQuadEnv(cfg, num_envs=3, seed=0, auto_reset=False)

@@ -306,10 +306,17 @@ class GateReward(_FromDict):
     time_penalty: float = 0.01
     collision_penalty: float = 1.0
     success_bonus: float = 10.0
+    # x fraction of the robots within target_radius of their own targets, every step. Without
+    # it a robot that has arrived earns nothing for staying: with 3+ robots the early ones
+    # drifted off (or into a teammate) while the last one came through, so all were never on
+    # target at once (Gate 3: 0 % success, every robot through). The models trained before it
+    # record on_target: 0.0 in their manifests; the paper's analogue is "+1 per robot per step
+    # once all passed".
+    on_target: float = 0.2
 
     def __post_init__(self) -> None:
         _non_negative(self, 'progress', 'proximity', 'time_penalty', 'collision_penalty',
-                      'success_bonus')
+                      'success_bonus', 'on_target')
         _positive(self, 'safe_distance')
 
 

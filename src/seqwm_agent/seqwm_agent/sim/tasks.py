@@ -233,6 +233,7 @@ class GateTask(Task):
             close = (1.0 - d[:, iu[0], iu[1]] / r.safe_distance).clamp_min(0.0)
             prox = (close * close).sum(1)
         shaped = (r.progress * (self.prev_path - path).mean(1) - r.proximity * prox
+                  + r.on_target * reached.float().mean(1)
                   - r.time_penalty - r.collision_penalty * any_col.float())
         reward = shaped.clamp(-1.0, 1.0) + r.success_bonus * success.float()
         self.prev_path = path
