@@ -309,9 +309,10 @@ class GateReward(_FromDict):
     # x fraction of the robots within target_radius of their own targets, every step. Without
     # it a robot that has arrived earns nothing for staying: with 3+ robots the early ones
     # drifted off (or into a teammate) while the last one came through, so all were never on
-    # target at once (Gate 3: 0 % success, every robot through). The models trained before it
-    # record on_target: 0.0 in their manifests; the paper's analogue is "+1 per robot per step
-    # once all passed".
+    # target at once (Gate 3: 0 % success, every robot through). Not yet shown to raise
+    # success: 2,700 s more training of the 3- and 5-robot models with it stayed at 0 %
+    # (docs/simulator.md). Models trained before it record on_target: 0.0 in their manifests;
+    # the paper's analogue is "+1 per robot per step once all passed".
     on_target: float = 0.2
 
     def __post_init__(self) -> None:
