@@ -57,8 +57,8 @@ def test_gate_contact_is_flagged_penalised_and_ends_the_episode():
 def test_gate_pays_for_each_robot_holding_its_target_until_all_are_there():
     # 3 robots past the opening, at rest; env e has its first e robots on their own targets.
     # Standing still earns on_target x the fraction on target (no progress, no contact); the
-    # last robot arriving ends the episode with the success bonus.
-    cfg = load_task_config('gate', overrides={**QUIET, 'num_robots': 3})
+    # last robot arriving ends the episode with the success bonus (the stricter success).
+    cfg = load_task_config('gate', overrides={**QUIET, 'num_robots': 3, 'success': 'targets'})
     env = MultiQuadEnv(cfg, num_envs=4, seed=0)
     target = env.task.target.clone()
     robots = env.snapshot().robots.clone()
@@ -72,6 +72,31 @@ def test_gate_pays_for_each_robot_holding_its_target_until_all_are_there():
     expected[3] += r.success_bonus
     assert torch.allclose(rew, expected, atol=1e-4)
     assert info['success'].tolist() == [False, False, False, True] and term[3] and not term[:3].any()
+
+
+def test_gate_succeeds_when_every_robot_is_through_the_opening_without_contact():
+    # The paper's Gate success (the default): all through, no contact, wherever the targets are.
+    # env 0: all three through, apart; env 1: one still before the wall; env 2: all through but
+    # two of them touching.
+    cfg = load_task_config('gate', overrides={**QUIET, 'num_robots': 3})
+    assert cfg.success == 'passed'
+    env = MultiQuadEnv(cfg, num_envs=3, seed=0)
+    gx = cfg.gate_x + cfg.pass_margin
+    robots = env.snapshot().robots.clone()
+    robots[..., 0] = gx + 0.5
+    robots[..., 1] = torch.tensor([-1.5, 0.0, 1.5])
+    robots[1, 2, 0] = cfg.start_x
+    robots[2, 1, :2] = robots[2, 0, :2] + torch.tensor([0.0, 0.5])   # 0.5 m apart: contact
+    env.set_state(robots=robots)
+    _, rew, term, _, info = env.step_commands(torch.zeros(3, 3, 3))
+    assert info['success'].tolist() == [True, False, False]
+    assert info['collision'][2].any() and not info['collision'][:2].any()
+    assert term.tolist() == [True, False, True]
+    assert rew[0] > cfg.reward.success_bonus - 1.0 and rew[1] < 1.0
+    strict = MultiQuadEnv(load_task_config('gate', overrides={**QUIET, 'num_robots': 3,
+                                                              'success': 'targets'}), 3, seed=0)
+    strict.set_state(robots=robots)
+    assert not strict.step_commands(torch.zeros(3, 3, 3))[4]['success'].any()
 
 
 def test_the_sheep_flees_the_nearest_dog_faster_when_closer():

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
 
 from ..core.command import ChainSettings
+from ..core.validate import key_values
 from ..sim import load_task_config
 from ..task_registry import task_info
 from ..train.evaluate import SUMMARY_KEYS, render_episode, run_episodes
@@ -35,7 +35,7 @@ def default_out(task: str, robots: int, algo: str) -> Path:
 def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     task_cfg = load_task_config(args.task, {'num_robots': args.robots} if args.robots else None)
-    overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition('=') for s in args.set)}
+    overrides = key_values(args.set)
     for key, value in (('algo', args.algo), ('seed', args.seed), ('max_wall_s', args.max_wall_s),
                        ('total_env_steps', args.total_env_steps)):
         if value is not None:
@@ -56,7 +56,8 @@ def _eval(args: argparse.Namespace) -> int:
     d = Path(args.model_dir)
     actor, doc = load_policy(d, args.device)
     training = doc.get('training') or {}
-    task_cfg = load_task_config(training.get('task_config') or doc['task'])
+    task_set = key_values(args.task_set, '--task-set')
+    task_cfg = load_task_config(training.get('task_config') or doc['task'], task_set)
     chain = ChainSettings.from_dict(training['command_chain'])
     scale = [doc['action_scaling'][k] for k in ('vx', 'vy', 'wz')]
     team = PolicyTeam(actor, doc['num_agents'], chain, scale, args.episodes, args.device)
@@ -70,7 +71,7 @@ def _eval(args: argparse.Namespace) -> int:
           flush=True)
     out = {'model_dir': str(d), 'algo': doc['algo'], 'task': doc['task'], 'device': args.device,
            'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
-           'torch': torch.__version__, 'results': [res]}
+           'torch': torch.__version__, 'task_set': task_set, 'results': [res]}
     if frames:
         out['episode0'] = render_episode(frames, sent, task_cfg, doc['dt'], d,
                                          f'{doc["task"]} {doc["algo"]}: episode 0 of eval seed '
@@ -78,7 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
     (d / 'eval.json').write_text(json.dumps(out, indent=2) + '\n')
     doc['evaluation'] = {**{k: res.get(k) for k in ('policy', 'form', 'episodes', 'seed',
                                                     'chain')},
-                         'threads': args.threads, 'device': args.device,
+                         'threads': args.threads, 'device': args.device, 'task_set': task_set,
                          'results': [{k: res.get(k) for k in SUMMARY_KEYS if k in res}]}
     write_baseline_manifest(d, doc)
     return 0
@@ -108,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument('--threads', type=int, default=1)
     ev.add_argument('--device', default='cpu')
     ev.add_argument('--render', action='store_true', help='write eval_episode0.png/.gif')
+    ev.add_argument('--task-set', action='append', default=[], metavar='KEY=VALUE',
+                    help="evaluate in a changed task (as seqwm-eval's --task-set)")
     args = ap.parse_args(argv)
     try:
         return _train(args) if args.cmd == 'train' else _eval(args)

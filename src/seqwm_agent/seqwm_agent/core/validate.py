@@ -19,6 +19,23 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range; the message names it."""
 
 
+def key_values(items: Iterable[str], flag: str = '--set') -> dict[str, Any]:
+    """Command-line `KEY=VALUE` overrides as a dict, each VALUE read as YAML (`3`, `0.5`,
+    `passed`, `[1, 2]`); a dotted KEY (`reward.on_target=0`) becomes a nested dict."""
+    import yaml
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key.strip():
+            raise ConfigError(f'{flag} takes KEY=VALUE, got {item!r}')
+        *parents, leaf = key.strip().split('.')
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
 def check(cond: bool, key: str, message: str) -> None:
     """ConfigError('<key> <message>') unless `cond`."""
     if not cond:

@@ -224,8 +224,9 @@ class GateTask(Task):
         path = self._path()
         p = self.world.pose[:, :self.n, :2]
         reached = torch.linalg.vector_norm(self.target - p, dim=-1) < c.target_radius
+        passed = p[..., 0] > self.gate[:, None, 0] + c.pass_margin
         any_col = collision.any(1)
-        success = reached.all(1) & ~any_col
+        success = (passed if c.success == 'passed' else reached).all(1) & ~any_col
         prox = torch.zeros(self.B, device=self.device)
         if self.n > 1:
             d = torch.cdist(p, p)
@@ -238,7 +239,6 @@ class GateTask(Task):
         reward = shaped.clamp(-1.0, 1.0) + r.success_bonus * success.float()
         self.prev_path = path
         terminated = success | (any_col & c.terminate_on_collision)
-        passed = p[..., 0] > self.gate[:, None, 0] + c.pass_margin
         return reward, success, terminated, {'passed': passed, 'reached': reached}
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
 
 from ..core.checkpoint import CheckpointError
+from ..core.validate import key_values
 from ..sim import load_task_config
 from ..task_registry import TASK_NAMES, task_info
 from ..sim.config import config_dir
@@ -70,10 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('seqwm-train: --device cuda requested but CUDA is not available', file=sys.stderr)
         return 2
     path = task_yaml(args.task)
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition('=')
-        overrides[key] = yaml.safe_load(value)
+    overrides = key_values(args.set)
     for key, value in (('comm', args.comm), ('seed', args.seed),
                        ('total_env_steps', args.total_env_steps), ('max_wall_s', args.max_wall_s)):
         if value is not None:

@@ -31,6 +31,7 @@ import torch
 from ..core.checkpoint import CheckpointError, load_agent, load_manifest, write_manifest
 from ..core.command import ChainSettings, CommandLimits
 from ..core.config import PlannerConfig
+from ..core.validate import ConfigError, key_values
 from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
 from ..runtime.team import LinkConfig, TeamRuntime
@@ -208,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     'deterministic for a seed and a thread count)')
     ap.add_argument('--out', default=None, help='JSON file (default: <model_dir>/eval.json)')
     ap.add_argument('--render', action='store_true', help='write eval_episode0.png/.gif')
+    ap.add_argument('--task-set', action='append', default=[], metavar='KEY=VALUE',
+                    help="evaluate in the model's training task changed by KEY=VALUE (YAML "
+                    'value, dotted keys nest), e.g. success=passed for a Gate model trained '
+                    "with success=targets; recorded beside the results")
     ap.add_argument('--no-manifest', action='store_true',
                     help='do not record the result in manifest.yaml')
     args = ap.parse_args(argv)
@@ -221,7 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'seqwm-eval: {e}{hint}', file=sys.stderr)
         return 2
     comm = args.comm or manifest.training.get('comm', 'seq')
-    task_cfg = load_task_config(manifest.training.get('task_config') or manifest.task)
+    try:
+        task_set = key_values(args.task_set, '--task-set')
+        task_cfg = load_task_config(manifest.training.get('task_config') or manifest.task,
+                                    task_set)
+    except ConfigError as e:
+        print(f'seqwm-eval: {e}', file=sys.stderr)
+        return 2
     planner_cfg = PlannerConfig.from_dict(manifest.planner)
     chain = chain_settings_of(manifest.training.get('command_chain'), task_cfg, manifest.dt)
     scale = [manifest.action_scaling[k] for k in ('vx', 'vy', 'wz')]
@@ -243,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = {'model_dir': str(model_dir), 'model_set_id': manifest.model_set_id,
             'task': manifest.task, 'planner': planner_cfg.to_dict(), 'device': args.device,
             'threads': args.threads, 'cpu': platform.processor() or platform.machine(),
-            'torch': torch.__version__}
+            'torch': torch.__version__, 'task_set': task_set}
     doc = {**info, 'results': results}
     out = Path(args.out) if args.out else model_dir / 'eval.json'
     if frames:
@@ -252,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          f'{args.seed}, {len(frames) - 1} steps')
     out.write_text(json.dumps(doc, indent=2) + '\n')
     if not args.no_manifest and args.out is None:
-        record_evaluation(model_dir, manifest, results, args.threads, args.device)
+        record_evaluation(model_dir, manifest, results, args.threads, args.device, task_set)
     return 0
 
 
@@ -268,14 +279,14 @@ def render_episode(frames: list, sent: list, task_cfg: Any, dt: float, out_dir: 
 
 
 def record_evaluation(model_dir: Path, manifest: Any, results: Sequence[dict], threads: int,
-                      device: str) -> None:
+                      device: str, task_set: dict | None = None) -> None:
     """The manifest's `evaluation`: the settings shared by the runs and one summary per run."""
     first = results[0]
     manifest.evaluation = {
         **{k: first.get(k) for k in ('comm', 'policy', 'form', 'episodes', 'seed',
                                      'intent_latency_ms', 'intent_deadline_ms',
                                      'cache_max_age_ticks', 'chain')},
-        'threads': threads, 'device': device,
+        'threads': threads, 'device': device, 'task_set': dict(task_set or {}),
         'results': [{k: r.get(k) for k in SUMMARY_KEYS} for r in results]}
     write_manifest(model_dir, manifest)
 
