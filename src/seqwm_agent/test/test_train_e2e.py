@@ -191,6 +191,22 @@ def test_evaluation_is_deterministic_for_a_seed(trained: Path, tmp_path: Path):
     assert json.loads(dec.read_text())['results'][0]['comm'] == 'dec'
 
 
+def test_evaluation_in_a_changed_task_records_the_change_and_refuses_an_unknown_key(
+        trained: Path, tmp_path: Path, capsys):
+    out = tmp_path / 'short.json'
+    assert evaluate.main([str(trained), '--episodes', '2', '--task-set', 'episode_s=0.5',
+                          '--out', str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc['task_set'] == {'episode_s': 0.5}
+    assert doc['results'][0]['mean_length'] <= 5
+    assert evaluate.main([str(trained), '--episodes', '1', '--task-set', 'no_such_key=1',
+                          '--out', str(tmp_path / 'bad.json')]) == 2
+    assert 'no_such_key' in capsys.readouterr().err
+    assert evaluate.main([str(trained), '--episodes', '1', '--task-set', 'episode_s',
+                          '--out', str(tmp_path / 'bad.json')]) == 2
+    assert 'KEY=VALUE' in capsys.readouterr().err
+
+
 def test_training_with_the_command_chain_in_the_loop_learns_and_records_the_chain(tmp_path):
     """Every action the trainer stores is a command the robot's chain produced (inside the
     velocity limits, rate limited between ticks of one episode), the world model's losses fall,
