@@ -59,14 +59,18 @@ def test_the_comparison_puts_seq_dec_and_baselines_of_one_task_side_by_side(tmp_
                         '**0 %** (0-4 %) · 4,000,000 steps · 1,200 s | – |']
 
 
-def test_a_gate_cell_says_how_often_every_robot_got_through_the_opening():
+def test_a_gate_cell_says_how_many_robots_got_through_and_in_which_task_it_was_scored():
     from seqwm_agent.train.report import _cell
     evaluation = {'form': 'deployed', 'episodes': 100,
-                  'results': [{'success_rate': 0.0, 'success_ci95': [0.0, 0.037],
+                  'results': [{'success_rate': 0.86, 'success_ci95': [0.78, 0.91],
                                'all_passed_rate': 0.86, 'mean_robots_passed': 4.48}]}
-    assert _cell({'env_steps': 5529600, 'train_wall_time_s': 4210.4}, evaluation) == (
-        '**0 %** (0-4 %) · all through the opening 86 % (mean 4.5 robots) · 5,529,600 steps · '
-        '4,210 s')
+    training = {'env_steps': 5529600, 'train_wall_time_s': 4210.4}
+    assert _cell(training, evaluation) == (
+        '**86 %** (78-91 %) · 4.5 robots through on average · 5,529,600 steps · 4,210 s')
+    evaluation['task_set'] = {'success': 'passed'}
+    assert _cell(training, evaluation) == (
+        '**86 %** (78-91 %) · 4.5 robots through on average · in task success=passed · '
+        '5,529,600 steps · 4,210 s')
 
 
 def test_readme_and_the_baselines_doc_show_the_comparison_of_the_shipped_models():
