@@ -326,7 +326,7 @@ GATE_SUCCESS = ('passed', 'targets')
 
 @dataclass
 class GateConfig(_TaskConfig):
-    """Pass a 1 m opening in a wall across the arena and reach one's own target, no contact."""
+    """Pass a 1 m opening in a wall across the arena, no contact (then one's own target)."""
 
     name: ClassVar[str] = 'gate'
     min_robots: ClassVar[int] = TASKS['gate'].min_robots

@@ -175,7 +175,8 @@ class PushBoxTask(Task):
 
 
 class GateTask(Task):
-    """Every robot passes the 1 m opening and reaches its own target, without any contact."""
+    """Every robot passes the 1 m opening (and, with success: targets, reaches its own target),
+    without any contact."""
 
     name = 'gate'
     cfg: GateConfig
