@@ -70,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print('seqwm-train: --device cuda requested but CUDA is not available', file=sys.stderr)
         return 2
     path = task_yaml(args.task)
-    overrides = key_values(args.set)
+    try:
+        overrides = key_values(args.set)
+    except ValueError as e:                     # ConfigError: names the bad item
+        print(f'seqwm-train: {e}', file=sys.stderr)
+        return 2
     for key, value in (('comm', args.comm), ('seed', args.seed),
                        ('total_env_steps', args.total_env_steps), ('max_wall_s', args.max_wall_s)):
         if value is not None:
