@@ -80,6 +80,16 @@ def test_init_from_starts_at_a_model_dirs_weights_and_records_the_totals(trained
     assert rec['before']['env_steps'] == src.training['env_steps']
     assert rec['total']['env_steps'] == src.training['env_steps'] + got['env_steps']
     assert rec['total']['train_wall_time_s'] >= src.training['train_wall_time_s']
+    # resuming that run keeps where it started: the totals keep counting over the source
+    args[args.index('--out') + 1] = str(tmp_path / 'resumed')
+    rc = cli.main(args + ['--run-dir', str(tmp_path / 'run'), '--resume',
+                          '--total-env-steps', '400', '--set', 'eval_every_env_steps=100000'])
+    assert rc == 0
+    resumed = load_manifest(tmp_path / 'resumed').training
+    assert resumed['env_steps'] > got['env_steps']
+    assert resumed['init_from']['model_set_id'] == src.model_set_id
+    assert resumed['init_from']['total']['env_steps'] == (src.training['env_steps']
+                                                          + resumed['env_steps'])
     # a model of another team is refused with the reason, before any training
     rc = cli.main(args + ['--run-dir', str(tmp_path / 'r2'), '--init-from', str(trained),
                           '--robots', '3'])

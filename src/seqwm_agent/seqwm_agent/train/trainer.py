@@ -138,7 +138,10 @@ class Trainer:
                  'env_steps': self.env_steps, 'iteration': self.iteration, 'wall_s': self.wall_s,
                  'update_credit': self.update_credit, 'best_success': self.best_success,
                  'eval_wall_s': self.eval_wall_s,
-                 'best': self.best, 'next_eval': self.next_eval, 'gen': self.gen.get_state()}
+                 'best': self.best, 'next_eval': self.next_eval, 'gen': self.gen.get_state(),
+                 # a run started --init-from keeps its provenance (and its curve's offsets)
+                 # across --resume: without it a resumed segment's manifest forgets the source
+                 'init_record': self.init_record}
         path = self.run_dir / 'checkpoint.pt'
         tmp = path.with_suffix('.tmp')
         torch.save(state, tmp)
@@ -161,6 +164,7 @@ class Trainer:
                   'next_eval'):
             setattr(self, k, state[k])
         self.eval_wall_s = float(state.get('eval_wall_s', 0.0))
+        self.init_record = state.get('init_record')
         self.gen.set_state(state['gen'])
         self.checkpoint_config = state['config']
         # environments restart their episodes from a seed derived from the resume point
