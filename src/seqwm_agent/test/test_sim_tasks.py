@@ -49,9 +49,30 @@ def test_gate_contact_is_flagged_penalised_and_ends_the_episode():
             if info['collision'][e] and not hit[e]:
                 hit[e] = True
                 assert term[e] and not trunc[e]
-                assert rew[e] <= -env.cfg.reward.collision_penalty + 0.5
+                # the clipped shaped term and the unclipped contact cost on top
+                assert rew[e] <= (-env.cfg.reward.collision_penalty + 0.5
+                                  - env.cfg.reward.contact_cost)
         cmd[hit] = 0.0
     assert hit.tolist() == [True, True, False]
+
+
+def test_gate_contact_cost_is_paid_outside_the_clip_of_the_shaped_reward():
+    rewards = []
+    for cost in (0.0, 5.0):
+        cfg = load_task_config('gate', overrides=QUIET | {'reward': {'contact_cost': cost}})
+        env = MultiQuadEnv(cfg, num_envs=1, seed=0)
+        robots = env.snapshot().robots.clone()
+        robots[0, 0, :2] = torch.tensor([3.1, 1.2])                 # at the wall beside the opening
+        env.set_state(robots=robots)
+        cmd = torch.zeros(1, 2, 3)
+        cmd[0, 0, 0] = 1.0
+        for _ in range(8):
+            _, rew, term, _, info = env.step_commands(cmd)
+            if info['collision'][0]:
+                rewards.append(float(rew[0]))
+                break
+    assert len(rewards) == 2 and rewards[1] == pytest.approx(rewards[0] - 5.0, abs=1e-5)
+    assert rewards[0] >= -1.0                     # without it a contact is clipped with the rest
 
 
 def test_gate_pays_for_each_robot_holding_its_target_until_all_are_there():

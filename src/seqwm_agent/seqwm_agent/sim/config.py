@@ -304,8 +304,15 @@ class GateReward(_FromDict):
     proximity: float = 0.1           # x sum over pairs of (1 - d / safe_distance)^2 when closer
     safe_distance: float = 0.8
     time_penalty: float = 0.01
-    collision_penalty: float = 1.0
+    collision_penalty: float = 1.0   # on any contact, inside the [-1, 1] clip of the shaped terms
     success_bonus: float = 10.0
+    # paid on a contact outside that clip, like success_bonus. A terminating contact forfeits
+    # the rest of the episode, but inside the clip it can cost at most ~1.5, about two steps of
+    # progress: the planner's H = 3 rollouts then read "drive into the frame beside the opening"
+    # as cheap, and the 5-robot models ended 62 of 64 episodes that way (a waiting robot
+    # touching the wall at x ~ 3.2 with 2 robots through). Models trained before it record
+    # contact_cost: 0.0 in their manifests.
+    contact_cost: float = 5.0
     # x fraction of the robots within target_radius of their own targets, every step. Without
     # it a robot that has arrived earns nothing for staying: with 3+ robots the early ones
     # drifted off (or into a teammate) while the last one came through, so all were never on
@@ -317,7 +324,7 @@ class GateReward(_FromDict):
 
     def __post_init__(self) -> None:
         _non_negative(self, 'progress', 'proximity', 'time_penalty', 'collision_penalty',
-                      'success_bonus', 'on_target')
+                      'success_bonus', 'on_target', 'contact_cost')
         _positive(self, 'safe_distance')
 
 

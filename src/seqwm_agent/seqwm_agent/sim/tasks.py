@@ -237,7 +237,8 @@ class GateTask(Task):
         shaped = (r.progress * (self.prev_path - path).mean(1) - r.proximity * prox
                   + r.on_target * reached.float().mean(1)
                   - r.time_penalty - r.collision_penalty * any_col.float())
-        reward = shaped.clamp(-1.0, 1.0) + r.success_bonus * success.float()
+        reward = (shaped.clamp(-1.0, 1.0) + r.success_bonus * success.float()
+                  - r.contact_cost * any_col.float())
         self.prev_path = path
         terminated = success | (any_col & c.terminate_on_collision)
         return reward, success, terminated, {'passed': passed, 'reached': reached}
