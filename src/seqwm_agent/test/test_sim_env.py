@@ -108,14 +108,16 @@ def test_without_auto_reset_a_finished_environment_stays_put():
 
 
 @pytest.mark.parametrize('task', ['pushbox', 'gate', 'shepherd'])
-def test_shaped_rewards_stay_within_minus_one_and_one_apart_from_the_success_bonus(task: str):
+def test_shaped_rewards_stay_within_minus_one_and_one_apart_from_bonus_and_contact_cost(task: str):
     cfg = load_task_config(task, overrides={'episode_s': 4.0})
     env = MultiQuadEnv(cfg, num_envs=64, seed=1)
     g = torch.Generator().manual_seed(1)
+    cost = getattr(cfg.reward, 'contact_cost', 0.0)      # Gate: paid outside the clip
     for _ in range(60):
         a = torch.rand(64, cfg.num_robots, 3, generator=g) * 2 - 1
         _, rew, _, _, info = env.step(a)
-        shaped = rew - cfg.reward.success_bonus * info['success'].float()
+        shaped = (rew - cfg.reward.success_bonus * info['success'].float()
+                  + cost * info['collision'].float())
         assert (shaped.abs() <= 1.0 + 1e-6).all()
         assert torch.isfinite(rew).all()
 
