@@ -310,8 +310,9 @@ class GateReward(_FromDict):
     # the rest of the episode, but inside the clip it can cost at most ~1.5, about two steps of
     # progress: the planner's H = 3 rollouts then read "drive into the frame beside the opening"
     # as cheap, and the 5-robot models ended 62 of 64 episodes that way (a waiting robot
-    # touching the wall at x ~ 3.2 with 2 robots through). Models trained before it record
-    # contact_cost: 0.0 in their manifests.
+    # touching the wall at x ~ 3.2 with 2 robots through). Not yet shown to help: 5,700 s more
+    # of both 5-robot models with it stayed at 0 % (docs/simulator.md). Models trained before
+    # it record contact_cost: 0.0 in their manifests.
     contact_cost: float = 5.0
     # x fraction of the robots within target_radius of their own targets, every step. Without
     # it a robot that has arrived earns nothing for staying: with 3+ robots the early ones
