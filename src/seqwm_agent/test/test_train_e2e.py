@@ -90,9 +90,20 @@ def test_init_from_starts_at_a_model_dirs_weights_and_records_the_totals(trained
     assert resumed['init_from']['model_set_id'] == src.model_set_id
     assert resumed['init_from']['total']['env_steps'] == (src.training['env_steps']
                                                           + resumed['env_steps'])
-    # a model of another team is refused with the reason, before any training
+    # a larger team of the task grows from it (train/grow.py) and says so in its manifest
+    args[args.index('--out') + 1] = str(tmp_path / 'grown')
     rc = cli.main(args + ['--run-dir', str(tmp_path / 'r2'), '--init-from', str(trained),
-                          '--robots', '3'])
+                          '--robots', '3', '--total-env-steps', '200',
+                          '--set', 'eval_every_env_steps=100000'])
+    assert rc == 0
+    grown = load_manifest(tmp_path / 'grown')
+    assert grown.model.num_agents == 3 and set(grown.files) == {f'agent_{k}.pt' for k in range(3)}
+    assert grown.training['init_from']['num_agents'] == 2
+    assert grown.training['init_from']['model_set_id'] == src.model_set_id
+    # a model of other widths is refused with the reason, before any training
+    widths = dict(TINY_TRAIN['model'], hidden_dim=40)
+    rc = cli.main(args + ['--run-dir', str(tmp_path / 'r3'), '--init-from', str(trained),
+                          '--set', f'model={json.dumps(widths)}'])
     assert rc == 2
 
 

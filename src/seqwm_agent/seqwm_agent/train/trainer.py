@@ -43,6 +43,7 @@ from .config import TrainConfig
 from .curves import plot_learning_curve, read_metrics
 from ..runtime.team import LinkConfig, TeamRuntime
 from .evaluate import chain_settings_of, run_episodes
+from .grow import grow_agent, source_index
 from .team import ChainedActors
 from .update import SequentialUpdate
 
@@ -176,25 +177,37 @@ class Trainer:
     def init_from(self, model_dir: str | Path) -> dict[str, Any]:
         """Start from a shipped model's weights (fresh optimizers and buffer): the way to train
         a model further than one session allows, since a run directory (its buffer) does not
-        travel but the model directory does. The model must be this team's (task, team size,
-        widths, observation); the manifest records where the run started and the totals."""
+        travel but the model directory does. The model must be this task's with this run's
+        widths; a smaller team of it seeds a larger one (a team-size curriculum, grow.py),
+        otherwise the team size and observation must match. The manifest records where the run
+        started and the totals (a smaller source's training included: it is part of the cost)."""
         from ..core.checkpoint import load_agent, load_manifest
         source = load_manifest(model_dir)
-        if source.model != self.model_cfg:
+        m_src = source.model.num_agents
+        grow = m_src != self.n      # a smaller team of the same task seeds this one (grow.py)
+        if not grow and source.model != self.model_cfg:
             raise ValueError(f'{model_dir}: model widths {source.model} differ from this run\'s '
                              f'{self.model_cfg}')
-        team = [f'go2w_{k + 1}' for k in range(self.n)]
+        team = [f'go2w_{k + 1}' for k in range(m_src)]
         for k, m in enumerate(self.models):
-            loaded, _ = load_agent(model_dir, k, model_set_id=source.model_set_id,
-                                   obs_spec=self.env.obs_spec(), task=self.task_cfg.name,
-                                   team=team)
-            m.load_state_dict(loaded.state_dict())
+            if not grow:
+                loaded, _ = load_agent(model_dir, k, model_set_id=source.model_set_id,
+                                       obs_spec=self.env.obs_spec(), task=self.task_cfg.name,
+                                       team=team)
+                m.load_state_dict(loaded.state_dict())
+                continue
+            s = source_index(k, m_src)
+            loaded, _ = load_agent(model_dir, s, model_set_id=source.model_set_id,
+                                   task=self.task_cfg.name, team=team)
+            m.load_state_dict(grow_agent(loaded.state_dict(), source.model, source.obs_spec, s,
+                                         m.state_dict(), self.model_cfg, self.env.obs_spec()))
         t = source.training or {}
         keys = ('env_steps', 'updates', 'train_wall_time_s')
         # what went into the source model over all its segments (its own total if it was
         # itself started from another model)
         before = (t.get('init_from') or {}).get('total') or {k: t.get(k, 0) for k in keys}
         self.init_record = {'model_dir': str(model_dir), 'model_set_id': source.model_set_id,
+                            'num_agents': m_src,
                             'before': {'env_steps': int(before.get('env_steps', 0)),
                                        'updates': int(before.get('updates', 0)),
                                        'train_wall_time_s': float(before.get('train_wall_time_s', 0))}}
