@@ -16,6 +16,9 @@ Zero-weight columns leave the first layer's output, and so its LayerNorm, unchan
 then learns to read the new teammates. Which source agent seeds which new one is
 `source_index`: the new robots beyond the source's team copy its last robot, the one that has
 learned to wait for every predecessor.
+
+Measured (docs/trainer.md §5.1): 5-robot Gate grown from the 3-robot model did not beat
+training from scratch at 4,200 s; the tool stays for longer budgets and other tasks.
 """
 from __future__ import annotations
 
