@@ -60,6 +60,27 @@ def test_gate_defaults_follow_the_reference_and_fit_five_robots_in_the_room():
     assert a.y_min + five.robot.radius < min(lanes) and max(lanes) < a.y_max - five.robot.radius
 
 
+def test_gate_lane_fit_widen_gives_the_reference_track_and_keeps_small_teams_in_the_room():
+    room = load_task_config('gate').arena
+    for n in (2, 3, 4, 5):
+        wide = load_task_config('gate', overrides={'num_robots': n, 'lane_fit': 'widen'})
+        lanes = wide.lane_offsets
+        assert all(abs((b - a) - 1.5) < 1e-9 for a, b in zip(lanes, lanes[1:]))
+        a = wide.arena
+        if n <= 3:
+            assert a == room
+        else:
+            assert a.y_max - a.y_min == pytest.approx(1.5 * n) and a.centre == room.centre
+        assert a.y_min + wide.robot.radius < min(lanes) and max(lanes) < a.y_max - wide.robot.radius
+        # the widened arena is what a manifest records; loading it again changes nothing
+        assert load_task_config(task_config_to_dict(wide)).arena == a
+
+
+def test_gate_lane_fit_rejects_an_unknown_mode():
+    with pytest.raises(ConfigError, match='lane_fit'):
+        load_task_config('gate', overrides={'lane_fit': 'stretch'})
+
+
 def test_unknown_task_name_is_rejected():
     with pytest.raises(ConfigError, match='name'):
         load_task_config({'name': 'football'})

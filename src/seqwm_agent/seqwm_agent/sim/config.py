@@ -330,6 +330,7 @@ class GateReward(_FromDict):
 
 
 GATE_SUCCESS = ('passed', 'targets')
+GATE_LANE_FIT = ('widen', 'shrink')
 
 
 @dataclass
@@ -346,7 +347,14 @@ class GateConfig(_TaskConfig):
     gate_width: float = 1.0
     wall_depth: float = 0.1
     start_x: float = 1.0
-    lane_spacing: float = 1.5        # wanted y spacing of starts and targets; shrunk to fit
+    lane_spacing: float = 1.5        # wanted y spacing of starts and targets (see lane_fit)
+    # What gives when n lanes of lane_spacing do not fit the arena's width (4-5 robots in the
+    # 5 m room). 'widen': the arena grows in y, about its centre, to the reference's track
+    # width lane_spacing x n (7.5 m for 5 robots: simulation only, as in the paper, whose real
+    # Gate ran 2 robots); 2-3 robots fit and keep the room. 'shrink': the lanes shrink to fit
+    # the room (1.0 m for 5 robots: 0.4 m gaps, inside safe_distance at the start); the models
+    # trained before this key existed were trained so and their manifests load as 'shrink'.
+    lane_fit: str = 'shrink'
     target_x: float = 0.0            # 0: 5 + max(n - 1, 1) / 2 as in the reference, capped
     target_jitter: float = 0.1
     pass_margin: float = 0.25        # "passed" = x > gate_x + pass_margin
@@ -366,7 +374,13 @@ class GateConfig(_TaskConfig):
         _non_negative(self, 'gate_y_jitter', 'target_jitter', 'pass_margin')
         _check(self.success in GATE_SUCCESS, 'success',
                f"must be one of {', '.join(GATE_SUCCESS)}, got {self.success!r}")
+        _check(self.lane_fit in GATE_LANE_FIT, 'lane_fit',
+               f"must be one of {', '.join(GATE_LANE_FIT)}, got {self.lane_fit!r}")
         a = self.arena
+        track = self.lane_spacing * self.num_robots
+        if self.lane_fit == 'widen' and track > a.y_max - a.y_min:
+            mid = a.centre[1]
+            self.arena = a = dataclasses.replace(a, y_min=mid - track / 2, y_max=mid + track / 2)
         _check(a.x_min + 2 * self.robot.radius <= self.start_x < self.gate_x, 'start_x',
                f'must lie between the left wall and the gate, got {self.start_x}')
         _check(self.gate_x + self.pass_margin < self.target_x_resolved
@@ -391,7 +405,8 @@ class GateConfig(_TaskConfig):
 
     @property
     def lane_offsets(self) -> list[float]:
-        """y offsets of the starts/targets: evenly spaced, spacing shrunk to fit the arena."""
+        """y offsets of the starts/targets: evenly spaced, spacing shrunk to fit the arena
+        (with lane_fit 'widen' the arena already fits lane_spacing)."""
         n = self.num_robots
         usable = (self.arena.y_max - self.arena.y_min) - 2 * (self.robot.radius + 0.2)
         spacing = min(self.lane_spacing, usable / max(n - 1, 1))
