@@ -204,3 +204,31 @@ def test_nan_weights_with_a_correct_sha256_are_refused(tmp_path):
     load_agent(tmp_path, 0)                                   # the other robot's file is fine
     with pytest.raises(CheckpointError, match='non-finite'):
         load_agent(tmp_path, 1)
+
+
+def test_a_termination_head_round_trips_and_old_manifests_load_without_one(tmp_path):
+    """The head is saved and restored with its flag; a manifest written before the flag existed
+    (no `termination` key, like every model shipped before it) loads as a model without it."""
+    cfg = ModelConfig(**{**CFG.to_dict(), 'termination': True})
+    torch.manual_seed(0)
+    models = [WorldModel(cfg) for _ in range(2)]
+    with torch.no_grad():
+        models[1]._termination_head.bias.fill_(1.5)
+    man = manifest()
+    man.model = cfg
+    save_team(tmp_path / 'new', models, man)
+    loaded, got = load_agent(tmp_path / 'new', 1)
+    assert got.model.termination and float(loaded._termination_head.bias.detach()) == 1.5
+
+    save_team(tmp_path / 'old', team(), manifest())
+    path = tmp_path / 'old' / 'manifest.yaml'
+    data = yaml.safe_load(path.read_text())
+    data['model'].pop('termination')
+    path.write_text(yaml.safe_dump(data))
+    old, got = load_agent(tmp_path / 'old', 0)
+    assert not got.model.termination and old._termination_head is None
+
+
+def test_a_non_boolean_termination_flag_is_refused():
+    with pytest.raises(Exception, match='termination must be true or false'):
+        ModelConfig(obs_dim=6, termination='yes')

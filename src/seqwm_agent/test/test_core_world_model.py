@@ -99,26 +99,40 @@ def test_target_critic_follows_by_polyak_averaging():
 
 
 def reference_value(m: WorldModel, z0, actions, e, gamma):
-    """Eq. 7 through the plain model API. z0 (dz,), actions (H, R, da), e (H+1, de)."""
+    """Eq. 7 through the plain model API, each term weighted by the chance that the episode is
+    still running when a termination head exists. z0 (dz,), actions (H, R, da), e (H+1, de)."""
     H, R, _ = actions.shape
     z = z0.expand(R, -1)
     value = torch.zeros(R)
+    running = torch.ones(R)
     latents = [z]
     for t in range(H):
         et = e[t].expand(R, -1)
-        z_next, r = m.next_and_reward(z, actions[t], et)
-        value += gamma ** t * m.two_hot.decode(r)
-        z = z_next
+        out = m.step(z, actions[t], et)
+        value += gamma ** t * running * m.two_hot.decode(out.reward)
+        if out.termination is not None:
+            running = running * (1 - torch.sigmoid(out.termination))
+        z = out.next
         latents.append(z)
     eH = e[H].expand(R, -1)
     aH = m.pi(z, eH, deterministic=True).action
-    value += gamma ** H * m.Q(z, aH, eH, 'avg')
+    value += gamma ** H * running * m.Q(z, aH, eH, 'avg')
     return value, torch.stack(latents)
 
 
+def with_termination(seed: int = 0) -> WorldModel:
+    """A randomised model whose termination head spreads P(end) over (0, 1) across sequences."""
+    m = randomised(ModelConfig(**{**CFG.to_dict(), 'termination': True}), seed)
+    with torch.no_grad():
+        m._termination_head.weight.normal_(0.0, 2.0)
+        m._termination_head.bias.zero_()
+    return m
+
+
+@pytest.mark.parametrize('termination', [False, True])
 @pytest.mark.parametrize('batch', [1, 3])
-def test_fused_rollout_equals_the_model(batch):
-    m = randomised()
+def test_fused_rollout_equals_the_model(batch, termination):
+    m = with_termination() if termination else randomised()
     H, R, gamma = 3, 11, 0.9
     layout = IntentLayout(CFG.num_agents, H, CFG.latent_dim, CFG.action_dim)
     g = torch.Generator().manual_seed(2)
@@ -134,12 +148,45 @@ def test_fused_rollout_equals_the_model(batch):
         ro.set_start(ws)
         ws.actions.copy_(actions)
         fused = ro.run(ws).clone()
+        again = ro.run(ws).clone()            # the continuation buffers are rebuilt per rollout
         latents = ws.latents.clone()
+    torch.testing.assert_close(again, fused)
     with torch.no_grad():
         for b in range(batch):
             ref, ref_latents = reference_value(m, z0[b], actions[:, b], e[b], gamma)
             torch.testing.assert_close(fused[b], ref, rtol=1e-4, atol=1e-4)
             torch.testing.assert_close(latents[:, b], ref_latents, rtol=1e-4, atol=1e-5)
+
+
+def test_a_sequence_the_model_expects_to_end_keeps_only_the_value_before_the_end():
+    """With P(end) = 1 after the first step, a rollout is worth R_0 alone; with P(end) = 0 it is
+    the full Eq. 7 value of a model without the head."""
+    m = with_termination()
+    H, R, gamma = 3, 7, 0.9
+    layout = IntentLayout(CFG.num_agents, H, CFG.latent_dim, CFG.action_dim)
+    e = layout.model_inputs(layout.empty(1), agent_index=0)
+    z0 = m.encode(torch.randn(1, CFG.obs_dim))
+    actions = torch.rand(H, 1, R, 3) * 2 - 1
+    plain = WorldModel(CFG)
+    plain.load_state_dict({k: v for k, v in m.state_dict().items()
+                           if not k.startswith('_termination_head')})
+    values = {}
+    for bias in (30.0, -30.0):
+        with torch.no_grad():
+            m._termination_head.weight.zero_()
+            m._termination_head.bias.fill_(bias)
+        with torch.inference_mode():
+            ro = LatentRollout(m, H, gamma)
+            ro.prepare(e, z0)
+            ws = ro.workspace(1, R)
+            ro.set_start(ws)
+            ws.actions.copy_(actions)
+            values[bias] = ro.run(ws)[0].clone()
+    with torch.no_grad():
+        r0 = m.two_hot.decode(m.step(z0.expand(R, -1), actions[0, 0], e[0, 0].expand(R, -1)).reward)
+        full, _ = reference_value(plain, z0[0], actions[:, 0], e[0], gamma)
+    torch.testing.assert_close(values[30.0], r0, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(values[-30.0], full, rtol=1e-4, atol=1e-4)
 
 
 def test_fused_rollout_falls_back_to_exact_simnorm_for_large_layernorm_gains():

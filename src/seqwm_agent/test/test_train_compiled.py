@@ -13,7 +13,7 @@ from seqwm_agent.core.compiled import Compiled, compile_unavailable_reason
 from seqwm_agent.train.update import model_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_fixtures import filled_buffer, team, tiny_cfg  # noqa: E402
+from train_fixtures import TINY, filled_buffer, team, tiny_cfg  # noqa: E402
 
 # Inductor fuses and reorders float32 reductions (LayerNorm, softmax, means), so results differ
 # from eager in the last bits; over a few Adam steps that stays within these bounds.
@@ -23,10 +23,11 @@ needs_compiler = pytest.mark.skipif(compile_unavailable_reason() is not None,
                                     reason=f'torch.compile unavailable: {compile_unavailable_reason()}')
 
 
-def _two_teams(comm: str = 'seq'):
+def _two_teams(comm: str = 'seq', termination: bool = False):
     """The same team twice (same initial weights and generators): compiled and eager."""
-    eager = team(tiny_cfg(comm=comm, compile='off'), seed=5)
-    compiled = team(tiny_cfg(comm=comm, compile='on'), seed=5)
+    model = {**TINY, 'termination': termination}
+    eager = team(tiny_cfg(comm=comm, compile='off', model=model), seed=5)
+    compiled = team(tiny_cfg(comm=comm, compile='on', model=model), seed=5)
     for a, b in zip(eager[0], compiled[0]):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(),
                                                      b.state_dict().values()))
@@ -34,8 +35,9 @@ def _two_teams(comm: str = 'seq'):
 
 
 @needs_compiler
-def test_compiled_loss_and_its_gradients_match_eager_on_a_fixed_batch():
-    (models, layout, learner), _ = _two_teams()
+@pytest.mark.parametrize('termination', [False, True])
+def test_compiled_loss_and_its_gradients_match_eager_on_a_fixed_batch(termination):
+    (models, layout, learner), _ = _two_teams(termination=termination)
     m = models[0]
     batch = filled_buffer().sample(32, learner.window, torch.Generator().manual_seed(1))
     H, B = learner.cfg.horizon, 32
@@ -44,16 +46,18 @@ def test_compiled_loss_and_its_gradients_match_eager_on_a_fixed_batch():
     z_target = torch.softmax(torch.randn(H, B, m.cfg.latent_dim, generator=g), -1)
     G = torch.randn(H, B, generator=g) * 3
     w = torch.rand(H, B, generator=g)
-    args = (m, batch.obs[0, :, 0], batch.action[:H, :, 0], e, z_target, G, batch.reward[:H], w)
-    coefs = (20.0, 0.1, 0.1)
+    args = (m, batch.obs[0, :, 0], batch.action[:H, :, 0], e, z_target, G, batch.reward[:H],
+            batch.terminated[:H], w)
+    coefs = (20.0, 0.1, 0.1, 1.0)
     fast = Compiled(lambda *a: model_loss(*a, coefs), 'test.model_loss', mode='on')
 
     results = []
     for fn in (lambda *a: model_loss(*a, coefs), fast):
         m.zero_grad(set_to_none=True)
-        loss, dyn, rew, val, z = fn(*args)
+        loss, dyn, rew, val, term, z = fn(*args)
         loss.backward()
-        results.append(([float(x.detach()) for x in (loss, dyn, rew, val)],
+        assert (float(term.detach()) > 0) == termination
+        results.append(([float(x.detach()) for x in (loss, dyn, rew, val, term)],
                         {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None}))
     assert fast.active
     (l_eager, g_eager), (l_comp, g_comp) = results
@@ -64,14 +68,14 @@ def test_compiled_loss_and_its_gradients_match_eager_on_a_fixed_batch():
 
 
 @needs_compiler
-@pytest.mark.parametrize('comm', ['seq', 'dec'])
-def test_compiled_sequential_updates_track_the_eager_ones(comm):
-    (models_e, _, eager), (models_c, _, comp) = _two_teams(comm)
+@pytest.mark.parametrize('comm,termination', [('seq', False), ('dec', False), ('seq', True)])
+def test_compiled_sequential_updates_track_the_eager_ones(comm, termination):
+    (models_e, _, eager), (models_c, _, comp) = _two_teams(comm, termination)
     batch = filled_buffer().sample(32, eager.window, torch.Generator().manual_seed(1))
     for step in range(3):
         s_e, s_c = eager.update(batch), comp.update(batch)
         assert comp.compiled and not eager.compiled
-        for k in ('loss', 'dynamics', 'reward', 'value', 'pi', 'q_scale'):
+        for k in ('loss', 'dynamics', 'reward', 'value', 'termination', 'pi', 'q_scale'):
             assert s_c[k] == pytest.approx(s_e[k], rel=LOSS_RTOL * (step + 1), abs=1e-6), (step, k)
     # what the successor was trained on (the predecessor's updated prediction) agrees too
     for i in eager.last_inputs:

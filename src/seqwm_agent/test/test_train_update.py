@@ -12,7 +12,7 @@ from seqwm_agent.train.buffer import ReplayBuffer
 from seqwm_agent.train.team import visible
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_fixtures import N, OBS, filled_buffer, team, tiny_cfg  # noqa: E402
+from train_fixtures import TINY, N, OBS, filled_buffer, team, tiny_cfg  # noqa: E402
 
 
 def test_nstep_targets_bootstrap_through_truncation_not_termination():
@@ -43,6 +43,30 @@ def test_losses_decrease_on_a_fixed_batch():
     assert last['dynamics'] < 0.5 * first['dynamics']
     assert last['reward'] < 0.7 * first['reward']
     assert last['loss'] < 0.7 * first['loss']
+
+
+def test_the_termination_head_learns_which_steps_end_the_episode():
+    """Rows that terminate in the buffer get a high P(end) and the others a low one; a model
+    without the head reports a termination loss of 0 and has no such parameters."""
+    cfg = tiny_cfg(lr=3e-3, model={**TINY, 'termination': True})
+    models, layout, learner = team(cfg)
+    batch = filled_buffer(episode=3).sample(64, learner.window, torch.Generator().manual_seed(1))
+    first = learner.update(batch)
+    for _ in range(80):
+        last = learner.update(batch)
+    assert last['termination'] < 0.5 * first['termination']
+    m, H = models[0], cfg.horizon
+    e = learner.last_inputs[0]
+    with torch.no_grad():
+        z = m.encode(batch.obs[0, :, 0])
+        p_end = torch.sigmoid(m.step(z, batch.action[0, :, 0], e[0]).termination)
+    ended = batch.terminated[0]
+    assert ended.any() and (~ended).any()
+    assert float(p_end[ended].mean()) > float(p_end[~ended].mean()) + 0.3
+
+    plain_models, _, plain = team(tiny_cfg())
+    assert plain.update(batch)['termination'] == 0.0
+    assert plain_models[0]._termination_head is None
 
 
 def test_successor_is_trained_on_the_updated_predecessor_prediction():

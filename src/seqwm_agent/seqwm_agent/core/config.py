@@ -50,9 +50,16 @@ class ModelConfig:
     vmax: float = 10.0
     log_std_min: float = -10.0  # actor log-std range
     log_std_max: float = 2.0
+    # Predict whether a transition ends the episode (a contact in Gate, a success) and weight the
+    # planner's imagined rewards after it by the chance it did not: without it an H-step rollout
+    # through a contact keeps collecting reward as if the team were still running. Off for models
+    # trained before the head existed (their manifests lack the key).
+    termination: bool = False
 
     def __post_init__(self) -> None:
         b = 'model'
+        if not isinstance(self.termination, bool):
+            raise ConfigError(f'{b}.termination must be true or false, got {self.termination!r}')
         _check_int(b, 'obs_dim', self.obs_dim, 1)
         _check_int(b, 'num_agents', self.num_agents, 1, 255)
         _check_int(b, 'action_dim', self.action_dim, 1, 255)

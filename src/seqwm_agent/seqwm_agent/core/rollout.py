@@ -31,7 +31,10 @@ speed on one CPU core, where a plan is a few hundred small ops on (R, width) ten
   always planned with its current weights, while a fixed model costs nothing per plan.
 
 Values follow Eq. 5/7: V = sum_{h<H} gamma^h R(z_h, a_h, e_h) + gamma^H Q(z_H, a_H, e_H) with
-a_H the actor's mean action and Q the average of the twin heads.
+a_H the actor's mean action and Q the average of the twin heads. A model with a termination head
+(`ModelConfig.termination`) weights every term by the chance that the episode is still running
+when it is earned, c_0 = 1, c_{h+1} = c_h (1 - sigmoid(T(z_h, a_h, e_h))): a sequence that drives
+into a contact loses the value after it instead of collecting it from a latent past the end.
 """
 from __future__ import annotations
 
@@ -151,6 +154,9 @@ class _Workspace:
         self.S_Q = self.S[H:]
         self.S_T = self.S.t()
         self.S_sign = torch.empty(H + 2, BR, **kw)
+        # termination logits of steps 0..H-1, then c_0..c_H (the episode still running)
+        self.d_logits = torch.empty(H, BR, **kw)
+        self.cont = torch.ones(H + 1, BR, **kw)
         self.value = torch.zeros(B, R, **kw)
         self.value1 = self.value.view(BR)
 
@@ -240,6 +246,9 @@ class LatentRollout:
         self.group_ones = torch.block_diag(                                  # (dz, dz): group sums
             *[torch.ones(self.group, self.group, device=dev)] * (dz // self.group))
         self.r_W, self.r_b = self._head(m._reward_head.weight.t(), m._reward_head.bias)
+        th = m._termination_head                                             # reads R's hidden
+        self.k_w = None if th is None else th.weight[0].contiguous()         # (h,)
+        self.k_b = None if th is None else th.bias                           # (1,)
 
         # actor: input [z, 1]
         p1, p2, p3 = m._pi[0], m._pi[1], m._pi[2]
@@ -328,6 +337,8 @@ class LatentRollout:
         torch.addmm(self.r_b, ws.t_m2_r, self.r_W, out=ws.r_logits)
         torch.softmax(ws.r_logits, dim=-1, out=ws.r_probs)
         torch.mv(ws.r_probs, self.bins, out=ws.S_rows[t])
+        if self.k_w is not None:
+            torch.addmv(self.k_b, ws.t_m2_r, self.k_w, out=ws.d_logits[t])
 
     def _pi_head(self, ws: _Workspace, t: int, mean_only: bool) -> torch.Tensor:
         """Actor output at step t: pre-tanh mean (BR, da) or (mean, log_std) (BR, 2 da)."""
@@ -395,5 +406,10 @@ class LatentRollout:
         # symexp of every expected symlog value, then the discounted sum (Eq. 7)
         torch.sign(ws.S, out=ws.S_sign)
         ws.S.abs_().expm1_().mul_(ws.S_sign)
+        if self.k_w is not None:          # c_{t+1} = c_t sigmoid(-d_t); each term times its c
+            torch.sigmoid(ws.d_logits.neg_(), out=ws.d_logits)
+            torch.cumprod(ws.d_logits, 0, out=ws.cont[1:])
+            ws.S[:self.H].mul_(ws.cont[:self.H])
+            ws.S[self.H:].mul_(ws.cont[self.H])
         torch.mv(ws.S_T, self.value_weights, out=ws.value1)
         return ws.value

@@ -3,6 +3,7 @@
     z   = E(o)                 encoder, SimNorm latent
     z'  = D(z, a, e)           dynamics, SimNorm latent
     r   = R(z, a, e)           reward, 101-bin two-hot logits over symlog space
+    d   = T(z, a, e)           termination logit (optional, `ModelConfig.termination`)
     q   = Q(z, a, e)           twin critics, same encoding
     a   ~ pi(z, e)             tanh-squashed Gaussian actor
 
@@ -11,7 +12,9 @@ predicted latents and actions for the same step, each with a valid flag), `Model
 wide. Every agent owns one WorldModel with its own parameters.
 
 D and R read the same (z, a, e), so their two hidden layers are stored as one 2-member ensemble
-(member 0 = D, member 1 = R): independent parameters, one batched matmul per layer. The twin
+(member 0 = D, member 1 = R): independent parameters, one batched matmul per layer; the
+termination head T is a linear read-out of R's hidden layer (whether the step ends the episode is
+a property of the same transition the reward scores). The twin
 critics are a 2-member ensemble likewise. This is the layout the planner's fused inference path
 (`rollout.LatentRollout`) reads directly.
 """
@@ -28,6 +31,14 @@ from .layers import EnsembleLinear, EnsembleNormedLinear, NormedLinear, gaussian
 from .twohot import TwoHot
 
 DYNAMICS, REWARD = 0, 1   # members of the shared D/R trunk
+
+
+class Step(NamedTuple):
+    """One latent transition (..., .); termination is None for a model without the head."""
+
+    next: torch.Tensor                   # z' (..., dz)
+    reward: torch.Tensor                 # reward logits (..., num_bins)
+    termination: torch.Tensor | None     # termination logit (...)
 
 
 class PolicyOutput(NamedTuple):
@@ -56,6 +67,12 @@ class WorldModel(nn.Module):
         self._dynamics_head = NormedLinear(h, dz, 'simnorm', L)
         self._reward_head = nn.Linear(h, cfg.num_bins)
         init_linear_(self._reward_head.weight, self._reward_head.bias, zero=True)
+        self._termination_head: nn.Linear | None = None
+        if cfg.termination:     # starts at P(end) = 1 %: rollouts count their rewards at first
+            self._termination_head = nn.Linear(h, 1)
+            with torch.no_grad():
+                self._termination_head.weight.zero_()
+                self._termination_head.bias.fill_(-4.6)
         self._Qs = nn.Sequential(
             EnsembleNormedLinear(2, dz + da + de, c, 'mish', shared_input=True),
             EnsembleNormedLinear(2, c, c, 'mish'),
@@ -100,11 +117,18 @@ class WorldModel(nn.Module):
         self._check('obs', obs, self.cfg.obs_dim)
         return self._encoder(obs)
 
+    def step(self, z: torch.Tensor, a: torch.Tensor, e: torch.Tensor) -> Step:
+        """(z, a, e) (..., .) -> z', reward logits and termination logit; one trunk pass."""
+        x = self._trunk(self._zae(z, a, e))             # (2, ..., h)
+        term = self._termination_head
+        return Step(self._dynamics_head(x[DYNAMICS]), self._reward_head(x[REWARD]),
+                    None if term is None else term(x[REWARD]).squeeze(-1))
+
     def next_and_reward(self, z: torch.Tensor, a: torch.Tensor,
                         e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z, a, e) (..., .) -> (z' (..., dz), reward logits (..., num_bins)); one trunk pass."""
-        x = self._trunk(self._zae(z, a, e))             # (2, ..., h)
-        return self._dynamics_head(x[DYNAMICS]), self._reward_head(x[REWARD])
+        """(z, a, e) (..., .) -> (z' (..., dz), reward logits (..., num_bins))."""
+        out = self.step(z, a, e)
+        return out.next, out.reward
 
     def next(self, z: torch.Tensor, a: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """D: (z, a, e) -> z' (..., dz)."""

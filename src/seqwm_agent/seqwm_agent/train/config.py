@@ -44,6 +44,7 @@ class TrainConfig:
     dynamics_coef: float = 20.0
     reward_coef: float = 0.1
     q_coef: float = 0.1
+    termination_coef: float = 1.0       # BCE of the termination head (models with model.termination)
     rho: float = 0.5
     entropy_coef: float = 1e-4
     tau: float = 0.01                   # Polyak rate of the target critics
@@ -79,8 +80,8 @@ class TrainConfig:
         number(f'{b}.discount', self.discount, 0.0, 1.0, lo_open=True)
         for name in ('updates_per_env_step', 'lr', 'grad_clip', 'encoder_lr_scale'):
             number(f'{b}.{name}', getattr(self, name), 0.0, lo_open=True)
-        for name in ('dynamics_coef', 'reward_coef', 'q_coef', 'entropy_coef', 'explore_std',
-                     'max_wall_s', 'checkpoint_every_s'):
+        for name in ('dynamics_coef', 'reward_coef', 'q_coef', 'termination_coef', 'entropy_coef',
+                     'explore_std', 'max_wall_s', 'checkpoint_every_s'):
             number(f'{b}.{name}', getattr(self, name), 0.0)
         self.planner_config()     # validate the planner blocks now, with their key names
         self.planner_config('eval_planner')

@@ -15,6 +15,8 @@ Eq. 3 for agent i, with z_0 = E(o_0), z_{h+1} = D(z_h, a_h, e_h) and step weight
   reward    Soft-CE(R(z_h, a_h, e_h), r_h)
   value     Soft-CE(Q(z_h, a_h, e_h), G_h),  G_h = n-step return + gamma^m (1 - terminated)
             min Q_target(z', pi(z', e'), e') at the state m rows later (or where the episode ended)
+  termination (models with the head) BCE(T(z_h, a_h, e_h), terminated_h): not in the paper;
+            the planner stops a rollout's value where the model expects the episode to end
 Eq. 4: actor on sg(z_h): entropy_coef * log pi(a|z_h, e_h) - Q(z_h, a, e_h) / S, S = EMA of the
 batch's 5-95 percentile range of Q (Eq. 15), at least 1.
 Gradients never cross the communication channel (intents are built without grad).
@@ -50,26 +52,36 @@ def td_targets(m: WorldModel, next_obs: torch.Tensor, o_boot: torch.Tensor, e_bo
 
 
 def model_loss(m: WorldModel, obs0: torch.Tensor, a: torch.Tensor, e: torch.Tensor,
-               z_target: torch.Tensor, G: torch.Tensor, reward: torch.Tensor, w: torch.Tensor,
-               coefs: tuple[float, float, float]) -> tuple[torch.Tensor, ...]:
-    """Eq. 3 along the latent rollout from E(o_0): (loss, dynamics, reward, value, z (H, B, dz)).
+               z_target: torch.Tensor, G: torch.Tensor, reward: torch.Tensor,
+               terminated: torch.Tensor, w: torch.Tensor,
+               coefs: tuple[float, float, float, float]) -> tuple[torch.Tensor, ...]:
+    """Eq. 3 along the latent rollout from E(o_0):
+    (loss, dynamics, reward, value, termination, z (H, B, dz)).
 
-    coefs = (dynamics_coef, reward_coef, q_coef); w (H, B) = rho^h * alive."""
+    coefs = (dynamics_coef, reward_coef, q_coef, termination_coef); w (H, B) = rho^h * alive;
+    terminated (H, B) bool. The termination term is 0 for a model without the head."""
     two_hot, H = m.two_hot, a.shape[0]
     z = m.encode(obs0)
-    zs, z_next, r_logits = [], [], []
+    zs, z_next, r_logits, d_logits = [], [], [], []
     for h in range(H):                       # D (with R, same trunk pass) is sequential in h
         zs.append(z)
-        z, r = m.next_and_reward(z, a[h], e[h])
+        out = m.step(z, a[h], e[h])
+        z = out.next
         z_next.append(z)
-        r_logits.append(r)
+        r_logits.append(out.reward)
+        d_logits.append(out.termination)
     z_roll = torch.stack(zs)                                                     # (H, B, dz)
     q_logits = m.Q(z_roll, a, e[:H], 'all')                  # every step at once: (2, H, B, bins)
     dyn = (w * (torch.stack(z_next) - z_target).pow(2).mean(-1)).mean()
     rew = (w * two_hot.soft_ce(torch.stack(r_logits), reward)).mean()
     val = (w * two_hot.soft_ce(q_logits, G).mean(0)).mean()
-    loss = coefs[0] * dyn + coefs[1] * rew + coefs[2] * val
-    return loss, dyn, rew, val, z_roll
+    if d_logits[0] is None:
+        term = torch.zeros((), device=obs0.device)
+    else:
+        term = (w * nn.functional.binary_cross_entropy_with_logits(
+            torch.stack(d_logits), terminated.float(), reduction='none')).mean()
+    loss = coefs[0] * dyn + coefs[1] * rew + coefs[2] * val + coefs[3] * term
+    return loss, dyn, rew, val, term, z_roll
 
 
 def actor_loss(m: WorldModel, z: torch.Tensor, e: torch.Tensor, w: torch.Tensor,
@@ -104,7 +116,8 @@ def make_optimizers(model: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Op
     """Adam for E/D/R/Q (encoder at lr x encoder_lr_scale) and a separate Adam for the actor."""
     enc = list(model._encoder.parameters())
     rest = [p for name, mod in model.named_children() if name in ('_trunk', '_dynamics_head',
-                                                                  '_reward_head', '_Qs')
+                                                                  '_reward_head', '_termination_head',
+                                                                  '_Qs')
             for p in mod.parameters()]
     # fused: one kernel for every parameter's Adam step (CPU and CUDA); same math as foreach
     model_opt = torch.optim.Adam([{'params': enc, 'lr': cfg.lr * cfg.encoder_lr_scale},
@@ -132,7 +145,7 @@ class SequentialUpdate:
         self.q_scale = [torch.zeros((), device=self.device) for _ in self.models]   # 0: unset
         # the per-agent steps, compiled (or eager: the fallback and the reference)
         compile_mode = compile_mode or cfg.compile
-        coefs = (cfg.dynamics_coef, cfg.reward_coef, cfg.q_coef)
+        coefs = (cfg.dynamics_coef, cfg.reward_coef, cfg.q_coef, cfg.termination_coef)
         ent, stau = cfg.entropy_coef, cfg.scale_tau
         self._targets = Compiled(td_targets, 'update.td_targets', compile_mode)
         self._model_loss = Compiled(
@@ -240,8 +253,8 @@ class SequentialUpdate:
         with torch.no_grad():
             z_target, G = self._targets(m, batch.next_obs[:H, :, i], o_boot, e_boot, boot_noise,
                                         ret, boot_disc)
-        loss, dyn, rew, val, z_pi = self._model_loss(m, batch.obs[0, :, i], a, e, z_target, G,
-                                                     batch.reward[:H], w)
+        loss, dyn, rew, val, term, z_pi = self._model_loss(
+            m, batch.obs[0, :, i], a, e, z_target, G, batch.reward[:H], batch.terminated[:H], w)
         opt = self.model_opts[i]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -262,7 +275,7 @@ class SequentialUpdate:
         self.pi_opts[i].step()
         m.soft_update_target_Q(cfg.tau)
         return {'loss': loss.detach(), 'dynamics': dyn.detach(), 'reward': rew.detach(),
-                'value': val.detach(), 'pi': pi_loss.detach(), 'grad_norm': grad_norm,
+                'value': val.detach(), 'termination': term.detach(), 'pi': pi_loss.detach(), 'grad_norm': grad_norm,
                 'q_scale': self.q_scale[i]}
 
     def state_dict(self) -> dict:
