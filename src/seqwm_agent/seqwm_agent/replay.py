@@ -146,8 +146,7 @@ def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
     # Frames: a tick starts on the first usable frame the robot got, so frames of a recorded
     # tick older than the one it ran on never reached it (discovery at start-up, a best-effort
     # drop), nor did the frames of a tick it skipped (busy planning, its subscription keeps only
-    # the newest frame): they are left out. A tick that ran when the next tick's frame came (trigger
-    # next_frame) got that frame wait_ms after its own.
+    # the newest frame): they are left out.
     tick_frame = {t: _stamp_ns(recs[0][1].header) for t, recs in statuses.items()}
     dt_ns = int(round(dt * NS))
     lo, hi = (min(statuses), max(statuses)) if statuses else (0, -1)
@@ -158,18 +157,34 @@ def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
             return False          # a tick the robot never ran: busy (KEEP_LAST 1) or its frames lost
         return frame.stamp_ns >= tick_frame.get(t, 0)
     events = [e for e in events if e[2] != 'frame' or reached(e[3])]
-    # Frame times: the capture stamp plus the smallest receive delay in the bag. The recorder's
-    # own stamps carry its load (a 0.39 s stall was seen on the demo's two busy cores), which
-    # would fire the replayed watchdog where the robot, receiving on time, did not stop.
-    delays = [e[0] - e[3].stamp_ns / NS for e in events if e[2] == 'frame']
-    offset = min(delays) if delays else 0.0
-    frames = {e[3].stamp_ns: e[3].stamp_ns / NS + offset for e in events if e[2] == 'frame'}
-    for t, recs in statuses.items():
-        st = recs[0][1]
-        if int(st.trigger) == Trigger.NEXT_FRAME and t + 1 in tick_frame \
-                and tick_frame[t] in frames and tick_frame[t + 1] in frames:
-            frames[tick_frame[t + 1]] = min(frames[tick_frame[t + 1]],
-                                            frames[tick_frame[t]] + float(st.wait_ms) / 1000.0)
+    # Frame times on the robot's own clock: each status says when its tick's frame reached the
+    # robot (frame_arrival_s). The recorder's stamps carry its own load (a 0.39 s stall was seen
+    # on the demo's two busy cores), and capture stamps run slow against the robot's clock when
+    # the simulator runs slower than real time (CI: 0.2 s of frames over 0.5 s): timed by
+    # either, a replayed deadline fired in another order than the robot's. Frames of no
+    # recorded tick go between their neighbours by capture stamp (outside the robot's ticks, at
+    # the recorder's time); the robot's clock is shifted onto the bag's (no tick frame reached
+    # the robot after the recorder), which places the intents that only the recorder timed.
+    received = {e[3].stamp_ns: e[0] for e in events if e[2] == 'frame'}
+    arrival = sorted((tick_frame[t], float(recs[0][1].frame_arrival_s))
+                     for t, recs in statuses.items()
+                     if int(recs[0][1].trigger) not in (Trigger.WATCHDOG, Trigger.EXTERNAL))
+    if arrival:
+        shift = min((received[k] - a for k, a in arrival if k in received), default=0.0)
+        base = arrival[0][0]
+        known_s = np.array([(k - base) / NS for k, _ in arrival])
+        known_t = np.array([a + shift for _, a in arrival])
+
+        def when(stamp_ns: int) -> float:
+            x = (stamp_ns - base) / NS
+            if known_s[0] <= x <= known_s[-1]:
+                return float(np.interp(x, known_s, known_t))
+            if x < known_s[0]:           # before the robot's ticks, after them: the recorder's
+                return min(received[stamp_ns], float(known_t[0]) - 1e-6)
+            return max(received[stamp_ns], float(known_t[-1]) + 1e-6)
+    else:                                       # no tick of this robot: nothing to compare
+        when = received.__getitem__
+    frames = {k: when(k) for k in received}
     events = [(frames[e[3].stamp_ns], *e[1:]) if e[2] == 'frame' else e for e in events]
     ran: dict[int, tuple[float, bool]] = {}          # tick -> (when its intent came, planned on it)
     for t, recs in statuses.items():

@@ -162,6 +162,7 @@ class TickOutput:
     stop_key: str = ''                 # why stopped ('stale_mocap', 'outside_arena', ...)
     trigger: Trigger = Trigger.FRAME   # what made the tick run (the scheduler's decision)
     waited_s: float = 0.0              # from the tick's frame arriving to the tick running
+    ran_s: float = 0.0                 # the runtime's clock (`now`) when the tick ran or stopped
 
 
 @dataclass(frozen=True)
@@ -503,7 +504,7 @@ class AgentRuntime:
         self._last_tick = t
         reason = self._mode_reason(mode, t, age_ticks)
         self._note_mode(mode, reason)
-        return self._output(t, stamp, mode, reason, command, False, message,
+        return self._output(t, stamp, now, mode, reason, command, False, message,
                             age_ticks * self.dt if mode != Mode.FRESH else 0.0, plan.time_ms,
                             plan.iterations, value, trajectory, '', *timing)
 
@@ -583,8 +584,8 @@ class AgentRuntime:
                         f'{self.settings.robot_name} stopped: {reason}')
         self._last_stop_key = key
         self._last_mode = Mode.STOPPED
-        return self._output(t, stamp_ns, Mode.STOPPED, reason, np.zeros(3), True, None, 0.0,
-                            0.0, 0, 0.0, None, key, trigger, waited_s)
+        return self._output(t, stamp_ns, now, Mode.STOPPED, reason, np.zeros(3), True, None,
+                            0.0, 0.0, 0, 0.0, None, key, trigger, waited_s)
 
     def stop(self, now: float, key: str, reason: str) -> TickOutput:
         """A stop decided outside the runtime (backend failing, shutdown)."""
@@ -611,10 +612,10 @@ class AgentRuntime:
         self.controller.chain.stop()
 
     # ---- output ---------------------------------------------------------------------------------
-    def _output(self, t: int, stamp_ns: int, mode: Mode, reason: str, command: np.ndarray,
-                stop: bool, intent: IntentMessage | None, age_s: float, time_ms: float,
-                iterations: int, value: float, trajectory: np.ndarray | None, stop_key: str,
-                trigger: Trigger, waited_s: float) -> TickOutput:
+    def _output(self, t: int, stamp_ns: int, now: float, mode: Mode, reason: str,
+                command: np.ndarray, stop: bool, intent: IntentMessage | None, age_s: float,
+                time_ms: float, iterations: int, value: float, trajectory: np.ndarray | None,
+                stop_key: str, trigger: Trigger, waited_s: float) -> TickOutput:
         self.mode_counts[int(mode)] += 1
         return TickOutput(tick=t, stamp_ns=stamp_ns, mode=mode, reason=reason,
                           command=np.asarray(command, dtype=np.float64).copy(), stop=stop,
@@ -622,4 +623,4 @@ class AgentRuntime:
                           planner_iterations=int(iterations), planner_value=float(value),
                           trajectory=trajectory, mode_counts=tuple(self.mode_counts),
                           reject_counts=dict(self.reject_counts), stop_key=stop_key,
-                          trigger=Trigger(trigger), waited_s=float(waited_s))
+                          trigger=Trigger(trigger), waited_s=float(waited_s), ran_s=float(now))

@@ -177,6 +177,7 @@ def status_to_msg(out: Any, robot: str, order_index: int) -> Any:
     msg.mode = int(out.mode)
     msg.trigger = int(out.trigger)
     msg.wait_ms = _finite32(1000.0 * out.waited_s)
+    msg.frame_arrival_s = float(out.ran_s - out.waited_s)
     msg.reason = out.reason
     msg.intent_age_s = _finite32(out.intent_age_s)
     msg.planning_time_ms = _finite32(out.planning_time_ms)
