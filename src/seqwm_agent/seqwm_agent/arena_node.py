@@ -20,16 +20,16 @@ import math
 import sys
 import time
 
-from geometry_msgs.msg import Pose, Twist
+from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from seqwm_common.node import (ARENA_EPISODE_TOPIC, ARENA_TRUTH_TOPIC, CMD_TOPIC, COMMAND_QOS,
-                               FRAME_ID, LATCHED_QOS, MOCAP_QOS, STATUS_TOPIC, TRUTH_QOS,
-                               StartupError, declare, run_node)
-from seqwm_common.stamps import NS_PER_S, time_msg
+                               LATCHED_QOS, MOCAP_QOS, STATUS_TOPIC, TRUTH_QOS, StartupError,
+                               declare, run_node)
 from seqwm_msgs.msg import AgentStatus, MocapFrame
 from std_msgs.msg import String
 
 from .arena import ArenaSession, arena_task_config
+from .runtime.messages import MocapSample, mocap_sample_to_msg
 
 # QoS (seqwm_common.node): truth reliable (the bridge's sim source must see every frame),
 # the episode latched (a late subscriber, the demo runner, still gets the final result),
@@ -134,20 +134,11 @@ class ArenaNode(Node):
                 f'sim_time={res.sim_time_s:.2f} s collision={res.collision}')
 
     def _publish_truth(self) -> None:
-        msg = MocapFrame()
         # Simulated capture time: frames are exactly one camera period apart.
         stamp = self.t0 + self.frame_number * self.session.dt
-        msg.header.stamp = time_msg(round(stamp * NS_PER_S))
-        msg.header.frame_id = FRAME_ID
         self.frame_number += 1
-        msg.frame_number = self.frame_number
-        for name, (x, y, yaw) in self.session.bodies().items():
-            pose = Pose()
-            pose.position.x, pose.position.y, pose.position.z = x, y, 0.0
-            pose.orientation.z, pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
-            msg.names.append(name)
-            msg.poses.append(pose)
-            msg.tracked.append(True)
+        msg = mocap_sample_to_msg(MocapSample.from_planar(stamp, self.session.bodies(),
+                                                          self.frame_number))
         self.truth_pub.publish(msg)
 
 

@@ -68,10 +68,17 @@ class ReplayReport:
     replayed: list[list[float]] = field(default_factory=list)
     tick_index: list[int] = field(default_factory=list)
 
+    def decision_differences(self) -> dict[str, list]:
+        """Every kind of scheduling difference that occurred, with its ticks."""
+        kinds = {'mode_mismatches': self.mode_mismatches,
+                 'trigger_mismatches': self.trigger_mismatches,
+                 'frame_mismatches': self.frame_mismatches, 'not_replayed': self.not_replayed,
+                 'not_recorded': self.not_recorded}
+        return {k: v for k, v in kinds.items() if v}
+
     @property
     def decisions_identical(self) -> bool:
-        return not (self.mode_mismatches or self.trigger_mismatches or self.frame_mismatches
-                    or self.not_replayed or self.not_recorded)
+        return not self.decision_differences()
 
     def to_json(self) -> dict:
         return {'robot': self.robot, 'ticks': self.ticks, 'compared': self.compared,
@@ -375,10 +382,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     if summary['n_mismatched_ticks']:
         print(f'commands differ at ticks {summary["mismatched_ticks"][:10]} ...', file=sys.stderr)
-    for key in ('mode_mismatches', 'trigger_mismatches', 'frame_mismatches', 'not_replayed',
-                'not_recorded'):
-        if summary[key]:
-            print(f'{key}: {summary[key][:10]}', file=sys.stderr)
+    for key, ticks in report.decision_differences().items():
+        print(f'{key}: {ticks[:10]}', file=sys.stderr)
     ok = report.compared and not summary['n_mismatched_ticks'] and report.decisions_identical
     return 0 if ok else 1
 

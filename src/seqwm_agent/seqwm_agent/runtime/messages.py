@@ -142,6 +142,23 @@ def _finite32(x: float) -> float:
     return max(-3.0e38, min(3.0e38, x)) if math.isfinite(x) else 0.0
 
 
+def mocap_sample_to_msg(sample: MocapSample) -> Any:
+    """MocapSample -> seqwm_msgs/MocapFrame (the simulated arena's cameras; bags in tests)."""
+    from geometry_msgs.msg import Point, Pose, Quaternion
+    from seqwm_msgs.msg import MocapFrame
+    msg = MocapFrame()
+    msg.header.stamp = time_msg(sample.stamp_ns)
+    msg.header.frame_id = FRAME_ID
+    msg.frame_number = int(sample.frame_number)
+    msg.names = list(sample.names)
+    msg.poses = [Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
+                      orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                             w=float(q[3])))
+                 for p, q in zip(sample.positions, sample.orientations)]
+    msg.tracked = [bool(t) for t in sample.tracked]
+    return msg
+
+
 def intent_to_msg(m: IntentMessage) -> Any:
     """IntentMessage -> seqwm_msgs/Intent."""
     from seqwm_msgs.msg import Intent
