@@ -7,6 +7,8 @@ Topics (relative names resolve in the robot's namespace, e.g. /go2w_2/intent):
   pub intent                seqwm_msgs/Intent              INTENT_QOS, one per planned tick
   pub status                seqwm_msgs/AgentStatus         STATUS_QOS, one per tick (and per dt
                                                            while the watchdog holds it stopped)
+  pub inputs                seqwm_msgs/AgentInputs         INPUTS_QOS, with each status: the
+                                                           runtime's record of its inputs (replay)
   pub plan_markers          visualization_msgs/MarkerArray MARKER_QOS
   pub cmd_vel               geometry_msgs/Twist            (topic backend only)
 
@@ -21,19 +23,19 @@ from typing import Any, Callable
 
 import torch
 from rclpy.node import Node
-from seqwm_common.node import (INTENT_QOS, INTENT_TOPIC, MARKER_QOS, MARKER_TOPIC, MOCAP_QOS,
-                               MOCAP_TOPIC, PREDECESSOR_TOPIC, STATUS_QOS, STATUS_TOPIC,
-                               StartupError, declare, log_line, run_node)
+from seqwm_common.node import (INPUTS_QOS, INPUTS_TOPIC, INTENT_QOS, INTENT_TOPIC, MARKER_QOS,
+                               MARKER_TOPIC, MOCAP_QOS, MOCAP_TOPIC, PREDECESSOR_TOPIC, STATUS_QOS,
+                               STATUS_TOPIC, StartupError, declare, log_line, run_node)
 from seqwm_common.throttled_log import ThrottledLog
-from seqwm_msgs.msg import AgentStatus, Intent, MocapFrame
+from seqwm_msgs.msg import AgentInputs, AgentStatus, Intent, MocapFrame
 from visualization_msgs.msg import MarkerArray
 
 from .backends import make_backend
 from .core.checkpoint import CheckpointError
 from .node_params import PARAMETERS, ParameterError, check_values, model_dir_of, settings_from_values
 from .runtime.agent import AgentError, AgentRuntime, TickOutput
-from .runtime.messages import (intent_message_from_msg, intent_to_msg, markers_to_msg,
-                               mocap_sample_from_msg, status_to_msg)
+from .runtime.messages import (inputs_to_msgs, intent_message_from_msg, intent_to_msg,
+                               markers_to_msg, mocap_sample_from_msg, status_to_msg)
 
 
 class AgentNode(Node):
@@ -56,16 +58,18 @@ class AgentNode(Node):
         self.log_event = ThrottledLog(lambda lvl, msg: log_line(self.get_logger(), lvl, msg),
                                       values['log_throttle_s'])
         self.backend = make_backend(values['backend'], backend_params, node=self, limits=s.limits)
-        try:   # unitree: readiness is checked before every tick
+        try:   # unitree: readiness is checked before every event
             self.backend.start(wait=False) if values['backend'] == 'unitree' else self.backend.start()
         except Exception as exc:
             self.backend.close()
             raise StartupError(f'{values["backend"]} backend: {exc}', me) from None
         self._backend_watchdog_stops = 0
-        rt.readiness = self._backend_ready
+        self._backend_reported: tuple[bool, str] | None = None
+        self._seq = 0          # outputs published: AgentStatus.seq / AgentInputs.seq
 
         self._intent_pub = self.create_publisher(Intent, INTENT_TOPIC, INTENT_QOS)
         self._status_pub = self.create_publisher(AgentStatus, STATUS_TOPIC, STATUS_QOS)
+        self._inputs_pub = self.create_publisher(AgentInputs, INPUTS_TOPIC, INPUTS_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, MARKER_TOPIC, MARKER_QOS)
         self.create_subscription(MocapFrame, MOCAP_TOPIC, self._guard(self._on_frame), MOCAP_QOS)
         if s.order_index > 0:
@@ -88,10 +92,13 @@ class AgentNode(Node):
 
     # ---- callbacks: message -> runtime event -> outputs -----------------------------------------
     def _guard(self, fn: Callable[..., list[TickOutput]]) -> Callable[..., None]:
-        """The node never dies on bad input: an exception stops the robot and is logged."""
+        """The node never dies on bad input: an exception stops the robot and is logged.
+        Every callback first reports a change of the backend's state (an input of the tick)."""
         def wrapped(*args: Any) -> None:
+            now = time.monotonic()
             try:
-                outputs = fn(*args)
+                self._report_backend(now)
+                outputs = fn(*args, now)
             except Exception as exc:  # noqa: BLE001
                 why = f'{fn.__name__} failed: {type(exc).__name__}: {exc}'
                 self.log_event('internal_error', 'error', f'{why}; stopping')
@@ -104,15 +111,15 @@ class AgentNode(Node):
         wrapped.__name__ = fn.__name__
         return wrapped
 
-    def _on_frame(self, msg: MocapFrame) -> list[TickOutput]:
-        return self.runtime.on_frame(mocap_sample_from_msg(msg), time.monotonic(), time.time_ns())
+    def _on_frame(self, msg: MocapFrame, now: float) -> list[TickOutput]:
+        return self.runtime.on_frame(mocap_sample_from_msg(msg), now, time.time_ns())
 
-    def _on_intent(self, msg: Intent) -> list[TickOutput]:
-        return self.runtime.on_intent(intent_message_from_msg(msg), time.monotonic())
+    def _on_intent(self, msg: Intent, now: float) -> list[TickOutput]:
+        return self.runtime.on_intent(intent_message_from_msg(msg), now)
 
-    def _on_timer(self) -> list[TickOutput]:
+    def _on_timer(self, now: float) -> list[TickOutput]:
         self._deadline_timer.cancel()
-        return self.runtime.on_timer(time.monotonic())
+        return self.runtime.on_timer(now)
 
     def _arm_deadline(self) -> None:
         due = self.runtime.next_deadline()
@@ -120,19 +127,24 @@ class AgentNode(Node):
             self._deadline_timer.timer_period_ns = max(int((due - time.monotonic()) * 1e9), 1_000_000)
             self._deadline_timer.reset()
 
-    def _backend_ready(self) -> tuple[bool, str]:
+    def _report_backend(self, now: float) -> None:
+        """The backend's own stops and readiness changes, as runtime events."""
         st = self.backend.state()
         if st.watchdog_stops > self._backend_watchdog_stops:
             self._backend_watchdog_stops = st.watchdog_stops
-            self.runtime.robot_stopped()
+            self.runtime.robot_stopped(now)
         why = st.error or ', '.join(f'{k} {st.detail[k]}' for k in ('phase', 'robot_mode_name')
                                     if k in st.detail) or 'not started'
-        return st.ready, f'{st.kind} backend not ready: {why}'
+        state = (bool(st.ready), '' if st.ready else f'{st.kind} backend not ready: {why}')
+        if state != self._backend_reported:
+            self._backend_reported = state
+            self.runtime.on_backend(*state, now)
 
     def _apply(self, out: TickOutput) -> None:
         """Intent first (the successor is waiting), then the robot, then status and markers."""
         if out.intent is not None:
             self._intent_pub.publish(intent_to_msg(out.intent))
+        refused = None
         if out.stop:
             self.backend.stop()
         else:
@@ -140,11 +152,21 @@ class AgentNode(Node):
                 self.backend.send(*(float(v) for v in out.command))
             except Exception as exc:  # noqa: BLE001 - BackendError, NaN refusal, dying context
                 self.backend.stop()
-                out = self.runtime.stop(time.monotonic(), 'backend_error',
-                                        f'{self.backend.kind} backend refused the command: {exc}')
+                refused = f'{self.backend.kind} backend refused the command: {exc}'
+        self._publish_status(out)     # one status per runtime output, the refused one too
+        if refused is not None:
+            out = self.runtime.stop(time.monotonic(), 'backend_error', refused)
+            self._publish_status(out)
+        self._marker_pub.publish(markers_to_msg(out, f'{self.settings.robot_name}/plan',
+                                                3.0 * self.runtime.dt))
+
+    def _publish_status(self, out: TickOutput) -> None:
+        """The tick's status and the runtime's record of the inputs that led to it."""
         s = self.settings
-        self._status_pub.publish(status_to_msg(out, s.robot_name, s.order_index))
-        self._marker_pub.publish(markers_to_msg(out, f'{s.robot_name}/plan', 3.0 * self.runtime.dt))
+        self._status_pub.publish(status_to_msg(out, s.robot_name, s.order_index, self._seq))
+        for msg in inputs_to_msgs(out, s.robot_name, self._seq):
+            self._inputs_pub.publish(msg)
+        self._seq += 1
 
     # ---- shutdown -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -155,8 +177,7 @@ class AgentNode(Node):
         try:
             out = self.runtime.stop(time.monotonic(), 'shutdown', 'node shutting down')
             if self.context.ok():
-                self._status_pub.publish(status_to_msg(out, self.settings.robot_name,
-                                                       self.settings.order_index))
+                self._publish_status(out)
         except Exception:  # noqa: BLE001
             pass
         self.backend.close()     # topic: zero Twist (acknowledged); unitree: StopMove, worker exit

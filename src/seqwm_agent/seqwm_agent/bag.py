@@ -13,7 +13,7 @@ from typing import Iterator
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-SEQWM_MSGS = ('Intent', 'MocapFrame', 'AgentStatus')
+SEQWM_MSGS = ('Intent', 'MocapFrame', 'AgentStatus', 'InputEvent', 'AgentInputs')
 
 
 def _msg_dir() -> Path:

@@ -1,28 +1,25 @@
 """`seqwm-replay <bag> --robot <name>`: re-run one robot's agent runtime from a recorded bag.
 
 Debugging a team run means asking "would this robot have done the same with these inputs?".
-Replay feeds the very `AgentRuntime` the node runs with what the robot received, at the times
-it was received (the bag's receive stamps): every `/mocap/frame` and every predecessor `intent`
-becomes an `on_frame` / `on_intent` event, and the runtime's timers (intent deadline, watchdog)
-fire at their due times in between (`on_timer`). So the scheduler takes its decisions again -
-run at once, wait for the intent, run at the deadline, stop - and they are compared with the
-recorded ones, tick by tick, with the mode (fresh / cached / masked / stopped) and the command
-(`status.command`, what went to the backend). With `deterministic: true` (the default) the
-planner is seeded per tick, so on the same machine and torch build the replayed commands equal
-the recorded ones.
+Each agent publishes, with every status, its own record of the inputs its runtime handled
+(`<robot>/inputs`, seqwm_msgs/AgentInputs: every frame, intent, timer, outside stop and backend
+change, in the order it handled them, on its own monotonic clock, with a digest of each message
+and what became of it). Replay feeds a fresh `AgentRuntime` - the very class the node runs -
+exactly those calls at exactly those times, taking only the *content* of frames and intents from
+the recorder's copies (found by digest). So the scheduler and the controller take their
+decisions again, and each output is compared with the recorded status: mode, trigger, frame and
+command. An input the robot never received is never delivered; a recorder's timing never counts.
+With `deterministic: true` (the default) the planner is seeded per tick, so on the same machine
+and torch build any difference is a determinism bug.
 
-Times: frames and the order of events between ticks come from the bag's receive stamps; the
-gap between a tick's frame and the intent it planned on comes from the robot's own record
-(`AgentStatus.trigger`, `wait_ms`), because the recorder runs late by its own load (up to 20 ms
-on the demo's two busy cores, the order of the intent deadline). The scheduler runs a due
-deadline before any later event, so its decisions depend only on these times.
-
-Replay is exact only from a known state. If the bag lacks the robot's first ticks (its status
-`mode_counts` say so), replay goes on but does not compare until the next sync point: a stop
-(which resets planner warm start and filter), or the first planning tick after nothing but
-stops. A predecessor intent the recorder lost (best effort) is rebuilt from the robot's own
-outgoing intent of that tick (which forwards the predecessors' slots unchanged) and delivered
-when the recorded status says the tick ran.
+Where the bag lacks the content of an input the robot used (the recorder lost a best-effort
+frame or intent; an intent is first rebuilt from the robot's own outgoing intent, which forwards
+its predecessor's slots, and used only when its digest matches), replay says so: it skips that
+input and compares nothing from there until the state it touched is gone - the first recorded
+stop at least `cache_max_age_ticks + 1` ticks and `stale_timeout_s` of capture time later (a stop
+restarts the filter and the warm start; by then no held pose or cached intent can come from the
+missing input). The same holds from the start of a bag that begins mid-run, and across lost
+records (a gap in `seq`). Skipped outputs are counted, never guessed.
 
 The robot's parameters come from the run's params file (`runs/<time>/params/<robot>.agent.yaml`,
 found next to the bag by default) so the replay uses exactly the settings of the run.
@@ -41,7 +38,9 @@ import yaml
 from .bag import read_messages
 from .node_params import check_values, model_dir_of, settings_from_values
 from .runtime.agent import AgentRuntime, Mode, TickOutput
-from .runtime.messages import MocapSample, intent_message_from_msg, mocap_sample_from_msg
+from .runtime.journal import REPEAT, InputKind, InputRecord, frame_digest, intent_digest
+from .runtime.messages import (IntentMessage, MocapSample, input_records_from_msg,
+                               intent_message_from_msg, mocap_sample_from_msg)
 from .runtime.scheduler import Trigger
 
 NS = 1_000_000_000
@@ -59,10 +58,14 @@ class ReplayReport:
     frame_mismatches: list[int] = field(default_factory=list)   # planned on another frame
     not_replayed: list[int] = field(default_factory=list)       # recorded, no replayed tick
     not_recorded: list[int] = field(default_factory=list)       # replayed, no recorded tick
-    # The bag does not hold this robot's first tick: the planner warm start, command filter and
-    # intent cache start from a different state, so early ticks may differ until it washes out.
+    # an input handled otherwise than the robot recorded: (index, kind, recorded, replayed)
+    input_mismatches: list[tuple] = field(default_factory=list)
+    # The bag does not hold this robot's first status: its state is unknown until a sync point.
     started_mid_run: bool = False
-    skipped_before_sync: int = 0
+    skipped_before_sync: int = 0         # statuses not compared because of that
+    skipped_unsynced: int = 0            # statuses not compared (any reason: mid-run, missing input)
+    missing_inputs: list[tuple] = field(default_factory=list)   # (seq, kind, number) not in the bag
+    lost_records: int = 0                # gaps in the robot's input record
     reconstructed_intents: int = 0       # predecessor intents rebuilt from the robot's own intent
     recorded: list[list[float]] = field(default_factory=list)
     replayed: list[list[float]] = field(default_factory=list)
@@ -73,7 +76,7 @@ class ReplayReport:
         kinds = {'mode_mismatches': self.mode_mismatches,
                  'trigger_mismatches': self.trigger_mismatches,
                  'frame_mismatches': self.frame_mismatches, 'not_replayed': self.not_replayed,
-                 'not_recorded': self.not_recorded}
+                 'not_recorded': self.not_recorded, 'input_mismatches': self.input_mismatches}
         return {k: v for k, v in kinds.items() if v}
 
     @property
@@ -92,8 +95,11 @@ class ReplayReport:
                 'trigger_mismatches': self.trigger_mismatches[:50],
                 'frame_mismatches': self.frame_mismatches[:50],
                 'not_replayed': self.not_replayed[:50], 'not_recorded': self.not_recorded[:50],
+                'input_mismatches': self.input_mismatches[:50],
                 'started_mid_run': self.started_mid_run,
                 'skipped_before_sync': self.skipped_before_sync,
+                'skipped_unsynced': self.skipped_unsynced,
+                'missing_inputs': self.missing_inputs[:50], 'lost_records': self.lost_records,
                 'reconstructed_intents': self.reconstructed_intents}
 
 
@@ -106,8 +112,9 @@ def load_params(path: Path, robot: str) -> dict:
     raise ValueError(f'{path}: no ros__parameters section for {robot}')
 
 
-def predecessor_part(own, index: int, predecessor: str):
-    """The intent robot `index` received, rebuilt from the one it sent: slots >= index masked."""
+def predecessor_part(own, index: int, predecessor: str, stamp_ns: int):
+    """The intent robot `index` received, rebuilt from the one it sent: slots >= index masked,
+    its sender and stamp (a candidate only: used when its digest matches the robot's record)."""
     n, H, dz, da = own.num_agents, own.horizon, own.latent_dim, own.action_dim
     latents = np.array(own.latents, dtype=np.float32).reshape(n, H + 1, dz)
     actions = np.array(own.actions, dtype=np.float32).reshape(n, H, da)
@@ -115,216 +122,205 @@ def predecessor_part(own, index: int, predecessor: str):
     latents[index:] = 0.0
     actions[index:] = 0.0
     valid[index:] = False
-    return replace(own, sender=predecessor, sender_index=index - 1, latents=latents.reshape(-1),
-                   actions=actions.reshape(-1), valid=valid)
+    return replace(own, sender=predecessor, sender_index=index - 1, stamp_ns=int(stamp_ns),
+                   latents=latents.reshape(-1), actions=actions.reshape(-1), valid=valid)
 
 
-def _events(bag: Path, robot: str, pred: str, order_index: int, dt: float):
-    """The robot's input events in receive order, its recorded statuses by tick, and the
-    predecessor intents rebuilt for fresh ticks the recorder lost."""
-    topics = {'/mocap/frame', f'/{robot}/status'} | ({f'/{pred}/intent', f'/{robot}/intent'}
-                                                      if pred else set())
-    events: list[tuple[float, int, str, object]] = []      # (time s, seq, kind, payload)
-    statuses: dict[int, list] = {}
-    pred_ticks: set[int] = set()
-    own: dict[int, object] = {}
-    first_counts = None
-    for seq, (topic, recv_ns, msg) in enumerate(read_messages(bag, topics)):
-        now = recv_ns / NS
+@dataclass
+class _Bag:
+    """What replay reads from a bag for one robot."""
+
+    frames: dict[tuple[int, int, int], MocapSample]        # (stamp, number, digest) -> frame
+    intents: dict[tuple[str, int, int], IntentMessage]     # (sender, tick, digest) -> intent
+    own: dict[int, IntentMessage]                          # the robot's own intents by tick
+    statuses: dict[int, object]                            # seq -> AgentStatus
+    records: dict[int, list]                               # seq -> its AgentInputs parts
+
+
+def _read(bag: Path, robot: str, pred: str) -> _Bag:
+    topics = {'/mocap/frame', f'/{robot}/status', f'/{robot}/inputs'}
+    if pred:
+        topics |= {f'/{pred}/intent', f'/{robot}/intent'}
+    out = _Bag({}, {}, {}, {}, {})
+    for topic, _, msg in read_messages(bag, topics):
         if topic == '/mocap/frame':
-            events.append((now, seq, 'frame', mocap_sample_from_msg(msg)))
+            f = mocap_sample_from_msg(msg)
+            out.frames.setdefault((f.stamp_ns, f.frame_number, frame_digest(f)), f)
         elif topic == f'/{robot}/status':
-            if first_counts is None:
-                first_counts = [int(c) for c in msg.mode_counts]
-            statuses.setdefault(int(msg.tick), []).append((now, msg))
+            out.statuses.setdefault(int(msg.seq), msg)
+        elif topic == f'/{robot}/inputs':
+            out.records.setdefault(int(msg.seq), []).append(msg)
         elif topic == f'/{robot}/intent':
             im = intent_message_from_msg(msg)
-            own.setdefault(im.tick, im)
+            out.own.setdefault(im.tick, im)
         else:
             im = intent_message_from_msg(msg)
-            pred_ticks.add(im.tick)
-            events.append((now, seq, 'intent', im))
-    # When each predecessor intent reached the robot. The bag's stamps are the recorder's, late
-    # by its own load (on the demo's two busy cores, up to 20 ms behind the robot), which is of
-    # the order of the intent deadline; the robot records its own timing in each status: the
-    # tick's trigger and wait_ms since its frame arrived. An intent the robot ran on (trigger
-    # intent) arrived wait_ms after that frame; any other intent of a planned tick came after
-    # the tick ran. Between ticks, the recorder's stamps order the events.
-    # Frames: a tick starts on the first usable frame the robot got, so frames of a recorded
-    # tick older than the one it ran on never reached it (discovery at start-up, a best-effort
-    # drop), nor did the frames of a tick it skipped (busy planning, its subscription keeps only
-    # the newest frame): they are left out.
-    tick_frame = {t: _stamp_ns(recs[0][1].header) for t, recs in statuses.items()}
-    dt_ns = int(round(dt * NS))
-    lo, hi = (min(statuses), max(statuses)) if statuses else (0, -1)
-
-    def reached(frame: MocapSample) -> bool:
-        t = frame.stamp_ns // dt_ns
-        if lo < t < hi and t not in tick_frame:
-            return False          # a tick the robot never ran: busy (KEEP_LAST 1) or its frames lost
-        return frame.stamp_ns >= tick_frame.get(t, 0)
-    events = [e for e in events if e[2] != 'frame' or reached(e[3])]
-    # Frame times on the robot's own clock: each status says when its tick's frame reached the
-    # robot (frame_arrival_s). The recorder's stamps carry its own load (a 0.39 s stall was seen
-    # on the demo's two busy cores), and capture stamps run slow against the robot's clock when
-    # the simulator runs slower than real time (CI: 0.2 s of frames over 0.5 s): timed by
-    # either, a replayed deadline fired in another order than the robot's. Frames of no
-    # recorded tick go between their neighbours by capture stamp (outside the robot's ticks, at
-    # the recorder's time); the robot's clock is shifted onto the bag's (no tick frame reached
-    # the robot after the recorder), which places the intents that only the recorder timed.
-    received = {e[3].stamp_ns: e[0] for e in events if e[2] == 'frame'}
-    arrival = sorted((tick_frame[t], float(recs[0][1].frame_arrival_s))
-                     for t, recs in statuses.items()
-                     if int(recs[0][1].trigger) not in (Trigger.WATCHDOG, Trigger.EXTERNAL))
-    if arrival:
-        shift = min((received[k] - a for k, a in arrival if k in received), default=0.0)
-        base = arrival[0][0]
-        known_s = np.array([(k - base) / NS for k, _ in arrival])
-        known_t = np.array([a + shift for _, a in arrival])
-
-        def when(stamp_ns: int) -> float:
-            x = (stamp_ns - base) / NS
-            if known_s[0] <= x <= known_s[-1]:
-                return float(np.interp(x, known_s, known_t))
-            if x < known_s[0]:           # before the robot's ticks, after them: the recorder's
-                return min(received[stamp_ns], float(known_t[0]) - 1e-6)
-            return max(received[stamp_ns], float(known_t[-1]) + 1e-6)
-    else:                                       # no tick of this robot: nothing to compare
-        when = received.__getitem__
-    frames = {k: when(k) for k in received}
-    events = [(frames[e[3].stamp_ns], *e[1:]) if e[2] == 'frame' else e for e in events]
-    ran: dict[int, tuple[float, bool]] = {}          # tick -> (when its intent came, planned on it)
-    for t, recs in statuses.items():
-        st = recs[0][1]
-        arrived = frames.get(_stamp_ns(st.header))
-        if arrived is None or int(st.mode) == Mode.STOPPED:
-            continue
-        trigger = int(st.trigger)
-        if trigger == Trigger.INTENT:           # it came while the tick waited
-            ran[t] = (arrived + float(st.wait_ms) / 1000.0, True)
-        elif trigger == Trigger.FRAME and order_index > 0:   # it was in hand before the frame
-            ran[t] = (arrived - 1e-6, True)
-        else:                                   # after the tick ran (or never)
-            ran[t] = (arrived + float(st.wait_ms) / 1000.0 + 1e-6, False)
-    rebuilt = 0
-
-    def in_time_for_next(t: int) -> bool:
-        """Whether the intent of tick t, late for t, reached the robot before tick t + 1 ran:
-        t + 1 planned fresh, or cached on exactly it (age one tick)."""
-        nxt = statuses.get(t + 1)
-        if nxt is None:
-            return True
-        st = nxt[0][1]
-        return int(st.mode) == Mode.FRESH or (
-            int(st.mode) == Mode.CACHED and round(float(st.intent_age_s) / dt) == 1)
-    kept = []
-    for now, seq, kind, payload in events:
-        if kind == 'intent' and payload.tick in ran:
-            when, on_it = ran[payload.tick]
-            if not on_it and not in_time_for_next(payload.tick):
-                continue                          # it came after tick + 1 ran: refused there
-            now = when                            # the robot's timing, not the recorder's
-        kept.append((now, seq, kind, payload))
-    events = kept
-    # A tick planned masked with no intent ever received (age 0) says that no predecessor intent
-    # had reached the robot before it ran (at start-up its subscription may match after the
-    # recorder's): those in the bag are left out.
-    deaf_until = None
-    for t in sorted(statuses):                    # the start-up ticks, before any intent helped
-        st = statuses[t][0][1]
-        if int(st.mode) in (Mode.FRESH, Mode.CACHED):
-            break
-        arrived = frames.get(_stamp_ns(st.header))
-        if int(st.mode) == Mode.MASKED and float(st.intent_age_s) == 0.0 and arrived is not None:
-            deaf_until = arrived + float(st.wait_ms) / 1000.0
-    if pred and deaf_until is not None:
-        events = [e for e in events if e[2] != 'intent' or e[0] >= deaf_until]
-    # A fresh tick that ran on an intent the recorder lost: the robot's own outgoing intent of
-    # that tick forwards the predecessor's slots unchanged.
-    for t, (when, on_it) in ran.items():
-        if pred and on_it and t not in pred_ticks and t in own:
-            events.append((when, -1, 'intent', predecessor_part(own[t], order_index, pred)))
-            rebuilt += 1
-    events.sort(key=lambda e: (e[0], e[1]))
-    return events, statuses, first_counts or [0, 0, 0, 0], rebuilt
+            out.intents.setdefault((im.sender, im.tick, intent_digest(im)), im)
+    return out
 
 
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
+def _content(rec: InputRecord, bag: _Bag, order_index: int, pred: str):
+    """The message a record names, from the bag (None when the bag lacks it); `rebuilt`."""
+    if rec.kind == InputKind.FRAME:
+        return bag.frames.get((rec.stamp_ns, rec.number, rec.digest)), False
+    found = bag.intents.get((rec.source, rec.number, rec.digest))
+    if found is not None or not pred or rec.source != pred or rec.number not in bag.own:
+        return found, False
+    rebuilt = predecessor_part(bag.own[rec.number], order_index, pred, rec.stamp_ns)
+    return (rebuilt, True) if intent_digest(rebuilt) == rec.digest else (None, False)
 
 
 def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
            tolerance: float = 1e-6) -> ReplayReport:
-    """Re-run `robot`'s runtime from `bag`; compare decisions and commands with the record."""
+    """Re-run `robot`'s runtime from its own input record in `bag`; compare each output with
+    the recorded status."""
     values = check_values({**params, **({'model_dir': model_dir} if model_dir else {})})
     settings, _, task_cfg = settings_from_values(values)
     rt = AgentRuntime.load(settings, model_dir_of(values), task_cfg)
-    events, statuses, first_counts, rebuilt = _events(bag, robot, settings.predecessor,
-                                                      settings.order_index, rt.dt)
-    report = ReplayReport(robot, reconstructed_intents=rebuilt)
-    report.ticks = len(statuses)
-    report.started_mid_run = sum(first_counts) > 1
-    period = min(0.05, settings.stale_timeout_s / 4, rt.dt / 2)    # the node's watchdog timer
+    data = _read(bag, robot, settings.predecessor)
+    report = ReplayReport(robot)
+    report.ticks = len(data.statuses)
+    seqs = sorted(data.records)
+    report.started_mid_run = bool(seqs) and seqs[0] > 0
 
-    # 1. the events, timers in between, collecting what the runtime did
-    outputs: list[TickOutput] = []
-    next_timer = events[0][0] + period if events else 0.0
-    for now, _, kind, payload in events:
-        while True:   # timers due before this event, in time order
-            due = rt.next_deadline()
-            when = min(next_timer, due) if due is not None else next_timer
-            if when > now:
-                break
-            outputs += rt.on_timer(when)
-            if when == next_timer:
-                next_timer += period
-        outputs += (rt.on_frame(payload, now, int(now * NS)) if kind == 'frame'
-                    else rt.on_intent(payload, now))
+    # 1. the robot's calls, in its order and at its times; the outputs, each tagged with the
+    #    seq of the recorded record whose last call produced it
+    fed: list[tuple[int, InputRecord]] = []      # (seq, record) of every call made again
+    outputs: list[tuple[int, TickOutput]] = []
+    # from where nothing is compared: (seq, tick, capture stamp) of the state it may have touched
+    tainted: list[tuple[int, int, int]] = []
+    if report.started_mid_run:
+        tainted.append(_status_taint(data.statuses, seqs[0]))
+    previous = seqs[0] - 1 if seqs else 0
+    for seq in seqs:
+        parts = sorted(data.records[seq], key=lambda m: int(m.part))
+        if seq != previous + 1 or len(parts) != int(parts[0].parts):
+            tainted.append(_status_taint(data.statuses, previous + 1))
+            report.lost_records += 1
+        previous = seq
+        for msg in parts:
+            for rec in input_records_from_msg(msg):
+                outs = _feed(rt, rec, data, settings, report, tainted, seq, fed)
+                outputs += [(seq, o) for o in outs]
+    skip = _unsynced(data.statuses, tainted, settings)
+    # every call adds one record to the replayed runtime's journal: the two lists align
+    replayed_records = [r for _, o in outputs for r in o.inputs] + list(rt.journal.drain()[0])
+    report.input_mismatches = _input_differences(fed, replayed_records, skip)
 
-    # 2. compare tick by tick (watchdog stops repeat their tick: they are not tick decisions)
-    replayed: dict[int, TickOutput] = {}
-    for out in outputs:
-        if out.trigger not in (Trigger.WATCHDOG, Trigger.EXTERNAL) or out.tick not in replayed:
-            replayed.setdefault(out.tick, out)
-    synced = not report.started_mid_run
-    for t in sorted(statuses):
-        st = statuses[t][0][1]
-        mode, trigger = Mode(int(st.mode)), Trigger(int(st.trigger))
-        if not synced:
-            # a bag that starts mid-run: compare after the first stop (planner warm start and
-            # command filter restart from rest on both sides)
-            report.skipped_before_sync += 1
-            synced = mode == Mode.STOPPED
-            continue
-        if trigger in (Trigger.WATCHDOG, Trigger.EXTERNAL):
-            continue            # stops without a tick of their own (no frame) or from outside
-        out = replayed.get(t)
-        if out is None:
-            report.not_replayed.append(t)
-            continue
-        if out.mode != mode:
-            report.mode_mismatches.append((t, mode.name.lower(), out.mode.name.lower()))
-        if out.trigger != trigger:
-            report.trigger_mismatches.append((t, trigger.name.lower(), out.trigger.name.lower()))
-        if out.stamp_ns != _stamp_ns(st.header):
-            report.frame_mismatches.append(t)
-        recorded = np.array([st.command.linear.x, st.command.linear.y, st.command.angular.z])
-        diff = np.abs(np.asarray(out.command, dtype=float) - recorded)
-        report.compared += 1
-        report.max_abs_diff = [max(a, float(b)) for a, b in zip(report.max_abs_diff, diff)]
-        if not float(diff.max()) <= tolerance:
-            report.mismatched_ticks.append(t)
-        report.tick_index.append(t)
-        report.recorded.append(recorded.tolist())
-        report.replayed.append(np.asarray(out.command, dtype=float).tolist())
-    # replayed ticks the robot did not record, between its first and last recorded ones (the
-    # bag's ends cut anywhere: the recorder may stop before the robot's last statuses arrive)
-    recorded_ticks = set(statuses)
-    first, last = (min(recorded_ticks), max(recorded_ticks)) if recorded_ticks else (0, -1)
-    report.not_recorded = sorted(t for t, o in replayed.items()
-                                 if t not in recorded_ticks and first < t < last
-                                 and o.trigger not in (Trigger.WATCHDOG, Trigger.EXTERNAL))
+    # 2. compare: the k-th replayed output of a tick with the k-th recorded status of that tick
+    recorded: dict[int, list] = {}
+    for seq in sorted(data.statuses):
+        recorded.setdefault(int(data.statuses[seq].tick), []).append((seq, data.statuses[seq]))
+    ours: dict[int, list[TickOutput]] = {}
+    for _, out in outputs:
+        ours.setdefault(max(int(out.tick), 0), []).append(out)
+    for t in sorted(recorded):
+        mine = ours.get(t, [])
+        for k, (seq, st) in enumerate(recorded[t]):
+            if seq in skip:
+                report.skipped_unsynced += 1
+                continue
+            if k >= len(mine):
+                report.not_replayed.append(t)
+                continue
+            _compare(report, t, st, mine[k], tolerance)
+    first, last = (min(recorded), max(recorded)) if recorded else (0, -1)
+    report.not_recorded = sorted(t for t, outs in ours.items()
+                                 if first <= t <= last and len(outs) > len(recorded.get(t, []))
+                                 and not any(s in skip for s, _ in recorded.get(t, [])))
+    report.skipped_before_sync = report.skipped_unsynced if report.started_mid_run else 0
     return report
+
+
+def _feed(rt: AgentRuntime, rec: InputRecord, data: _Bag, settings, report: ReplayReport,
+          tainted: list[tuple[int, int, int]], seq: int, fed: list[tuple[int, InputRecord]]
+          ) -> list[TickOutput]:
+    """One recorded call, made again; an input whose content the bag lacks is skipped and, when
+    the robot used it, taints what follows."""
+    t = rec.time_s
+    if rec.kind in (InputKind.FRAME, InputKind.INTENT):
+        msg, rebuilt = _content(rec, data, settings.order_index, settings.predecessor)
+        if msg is None:
+            if not rec.refused and rec.outcome != REPEAT:
+                report.missing_inputs.append((seq, rec.kind.name.lower(), rec.number))
+                tick = (rec.number if rec.kind == InputKind.INTENT
+                        else rec.stamp_ns // int(round(rt.dt * NS)))
+                tainted.append((seq, tick, rec.stamp_ns))
+            return []          # a refused or repeated one changed nothing but a counter
+        report.reconstructed_intents += int(rebuilt)
+        fed.append((seq, rec))
+        if rec.kind == InputKind.FRAME:
+            return rt.on_frame(msg, t, None if rec.wall_ns < 0 else rec.wall_ns)
+        return rt.on_intent(msg, t)
+    fed.append((seq, rec))
+    if rec.kind == InputKind.TIMER:
+        return rt.on_timer(t)
+    if rec.kind == InputKind.STOP:
+        return [rt.stop(t, rec.source, rec.outcome)]
+    if rec.kind == InputKind.BACKEND:
+        rt.on_backend(bool(rec.number), rec.outcome, t)
+    else:
+        rt.robot_stopped(t)
+    return []
+
+
+def _input_differences(fed: list[tuple[int, InputRecord]], replayed: list[InputRecord],
+                       skip: set[int]) -> list:
+    """Inputs the replayed runtime handled otherwise than the robot (outside unsynced spans):
+    (seq, kind, recorded outcome, replayed outcome)."""
+    out = [(seq, a.kind.name.lower(), a.outcome, b.outcome)
+           for (seq, a), b in zip(fed, replayed) if a != b and seq not in skip]
+    if len(fed) != len(replayed):
+        out.append((-1, 'count', str(len(fed)), str(len(replayed))))
+    return out
+
+
+def _status_taint(statuses: dict[int, object], seq: int) -> tuple[int, int, int]:
+    """(seq, tick, stamp) of the first recorded status from `seq` on (unknown state there)."""
+    later = [q for q in sorted(statuses) if q >= seq]
+    st = statuses[later[0]] if later else None
+    return (seq, int(st.tick), _stamp_ns(st.header)) if st is not None else (seq, 0, 0)
+
+
+def _unsynced(statuses: dict[int, object], tainted: list[tuple[int, int, int]], settings
+              ) -> set[int]:
+    """Status seqs not comparable: from each tainted seq to the first stop far enough after
+    its input that nothing the runtime holds can come from it (see the module docstring)."""
+    skip: set[int] = set()
+    order = sorted(statuses)
+    for start, t0, stamp0 in tainted:
+        later = [q for q in order if q >= start]
+        for q in later:
+            st = statuses[q]
+            skip.add(q)
+            if (int(st.mode) == Mode.STOPPED
+                    and int(st.tick) >= t0 + settings.cache_max_age_ticks + 1
+                    and _stamp_ns(st.header) - stamp0 >= settings.stale_timeout_s * NS):
+                break
+    return skip
+
+
+def _compare(report: ReplayReport, t: int, st, out: TickOutput, tolerance: float) -> None:
+    mode, trigger = Mode(int(st.mode)), Trigger(int(st.trigger))
+    if out.mode != mode:
+        report.mode_mismatches.append((t, mode.name.lower(), out.mode.name.lower()))
+    if out.trigger != trigger:
+        report.trigger_mismatches.append((t, trigger.name.lower(), out.trigger.name.lower()))
+    if out.stamp_ns != _stamp_ns(st.header):
+        report.frame_mismatches.append(t)
+    recorded = np.array([st.command.linear.x, st.command.linear.y, st.command.angular.z])
+    diff = np.abs(np.asarray(out.command, dtype=float) - recorded)
+    report.compared += 1
+    report.max_abs_diff = [max(a, float(b)) for a, b in zip(report.max_abs_diff, diff)]
+    if not float(diff.max()) <= tolerance:
+        report.mismatched_ticks.append(t)
+    report.tick_index.append(t)
+    report.recorded.append(recorded.tolist())
+    report.replayed.append(np.asarray(out.command, dtype=float).tolist())
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
 
 
 def plot(report: ReplayReport, path: Path) -> None:
@@ -375,11 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.to_json()
     print(json.dumps({k: summary[k] for k in ('robot', 'ticks', 'compared', 'max_abs_diff',
                                               'n_mismatched_ticks', 'decisions_identical',
-                                              'started_mid_run', 'skipped_before_sync')}))
-    if report.started_mid_run:
-        print(f'note: the bag starts after this robot\'s first tick; {report.skipped_before_sync} '
-              'ticks before the first sync point (a stop) were replayed but not compared',
-              file=sys.stderr)
+                                              'started_mid_run', 'skipped_unsynced')}))
+    if report.skipped_unsynced:
+        why = ('the bag starts after this robot\'s first status' if report.started_mid_run else
+               f'the bag lacks {len(report.missing_inputs)} inputs the robot used and '
+               f'{report.lost_records} of its records')
+        print(f'note: {why}; {report.skipped_unsynced} statuses until the next sync point (a '
+              'stop) were replayed but not compared', file=sys.stderr)
     if summary['n_mismatched_ticks']:
         print(f'commands differ at ticks {summary["mismatched_ticks"][:10]} ...', file=sys.stderr)
     for key, ticks in report.decision_differences().items():

@@ -47,7 +47,7 @@ class Recorder:
 
         from seqwm_agent.bag import BagWriter
         from geometry_msgs.msg import Twist
-        from seqwm_msgs.msg import AgentStatus, Intent, MocapFrame
+        from seqwm_msgs.msg import AgentInputs, AgentStatus, Intent, MocapFrame
         from std_msgs.msg import String
         from visualization_msgs.msg import MarkerArray
         from diagnostic_msgs.msg import DiagnosticArray
@@ -67,19 +67,21 @@ class Recorder:
                   ('/arena/episode', String), ('/mocap/status', DiagnosticArray)]
         for r in robots:
             topics += [(f'/{r}/intent', Intent), (f'/{r}/status', AgentStatus),
+                       (f'/{r}/inputs', AgentInputs),
                        (f'/{r}/cmd_vel', Twist), (f'/{r}/plan_markers', MarkerArray)]
         best_effort = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        # agent status keeps 10 s of history for late joiners: take it, so the bag holds every
-        # robot's first ticks even when discovery is slow
+        # agent status and inputs keep 10 s of history for late joiners: take it, so the bag
+        # holds every robot's first ticks even when discovery is slow
         history = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for topic, cls in topics:
             msgtype = cls.__module__.split('.')[0] + '/msg/' + cls.__name__
             self.bag.add_topic(topic, msgtype)
             qos = (latched if topic == '/arena/episode' else
-                   history if topic.endswith('/status') and topic != '/mocap/status' else best_effort)
+                   history if topic.endswith(('/status', '/inputs')) and topic != '/mocap/status'
+                   else best_effort)
             self.node.create_subscription(cls, topic, self._callback(topic, cls), qos, raw=True)
 
     def _callback(self, topic: str, cls):

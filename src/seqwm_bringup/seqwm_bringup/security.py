@@ -42,7 +42,7 @@ def node_topics(node: NodeSpec, nodes: list[NodeSpec]) -> tuple[list[str], list[
     ns = node.namespace
     robots = [n.namespace.strip('/') for n in nodes if n.executable == 'agent']
     if node.executable == 'agent':
-        pub = [f'{ns}/intent', f'{ns}/status', f'{ns}/plan_markers']
+        pub = [f'{ns}/intent', f'{ns}/status', f'{ns}/inputs', f'{ns}/plan_markers']
         if node.parameters.get('backend', 'topic') == 'topic':
             pub.append(f'{ns}/cmd_vel')
         sub = ['/mocap/frame'] + [dst for src, dst in node.remappings

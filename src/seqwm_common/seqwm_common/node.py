@@ -8,6 +8,8 @@ QoS decisions, named once for the whole team:
 * STATUS_QOS: one per tick, every one matters to a monitor or a bag. Transient local with 10 s
   of history: a recorder or monitor that discovers the node late (DDS discovery can take a
   second on a loaded machine) still gets the robot's first ticks, so a bag replays from the start.
+  INPUTS_QOS, the robot's record of its inputs that goes with each status, is the same profile:
+  replay needs every record.
 * MARKER_QOS: only the newest plan is worth drawing.
 * DIAGNOSTICS_QOS: low rate, reliable.
 * LATCHED_QOS: one state message a late subscriber must still get (episode result).
@@ -43,6 +45,7 @@ INTENT_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=Histo
                         depth=1, durability=DurabilityPolicy.VOLATILE)
 STATUS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                         depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+INPUTS_QOS = STATUS_QOS
 MARKER_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                         depth=1)
 DIAGNOSTICS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
@@ -64,6 +67,7 @@ TF_TOPIC = '/tf'
 PREDECESSOR_TOPIC = 'predecessor_intent'     # remapped to /<predecessor>/intent by the graph
 INTENT_TOPIC = 'intent'
 STATUS_TOPIC = 'status'
+INPUTS_TOPIC = 'inputs'
 MARKER_TOPIC = 'plan_markers'
 CMD_TOPIC = 'cmd_vel'
 ARENA_TRUTH_TOPIC = '/arena/truth'

@@ -20,6 +20,10 @@ Data flow of one tick (`AgentRuntime.tick`, architecture §3):
 Inputs are validated by pure functions (validation.py) naming a reason key from
 REJECT_REASONS; the runtime counts refusals per key and emits one event per refusal for the
 node's throttled log.
+
+Every call that can change what the runtime decides (a frame, an intent, a timer, an outside
+stop, the backend's readiness) is written to its journal (journal.py) with `now`; each output
+carries the records since the previous one, so a robot's own record is enough to replay it.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -43,6 +47,8 @@ from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
 from ..task_registry import TASK_NAMES, task_info
 from .controller import Controller
+from .journal import (ACCEPTED, REPEAT, InputKind, InputRecord, Journal, frame_digest,
+                      intent_digest)
 from .messages import NS_PER_S, IntentMessage, MocapSample, message_bounds
 from .scheduler import Run, Scheduler, Stop, Trigger
 from .validation import (MAX_INTENT_AHEAD_TICKS, RECENT_FRAMES, REJECT_REASONS,
@@ -163,6 +169,17 @@ class TickOutput:
     trigger: Trigger = Trigger.FRAME   # what made the tick run (the scheduler's decision)
     waited_s: float = 0.0              # from the tick's frame arriving to the tick running
     ran_s: float = 0.0                 # the runtime's clock (`now`) when the tick ran or stopped
+    # what the tick planned on: the predecessor intent (sender, tick, arrival on the runtime's
+    # clock) or None, and the journal's records since the previous output (and how many refusals
+    # it left out)
+    intent_used: tuple[str, int, float] | None = None
+    inputs: tuple[InputRecord, ...] = ()
+    inputs_dropped: int = 0
+
+    @property
+    def frame_arrival_s(self) -> float:
+        """When the tick's frame reached the runtime (its clock)."""
+        return self.ran_s - self.waited_s
 
 
 @dataclass(frozen=True)
@@ -173,6 +190,7 @@ class FrameSeen:
     usable: bool         # own body measured in this frame: the frame may start a tick
     new: bool            # not the frame observed last (a repeat is not counted twice)
     reason: str = ''     # why not usable
+    refused: str = ''    # REJECT_REASONS key when the whole frame was refused (nothing held)
 
 
 @dataclass(frozen=True)
@@ -188,10 +206,6 @@ class Event:
 class _Held:
     pose: tuple[float, float, float]
     stamp_ns: int
-
-
-def _ready() -> tuple[bool, str]:
-    return True, ''
 
 
 # ---- the runtime --------------------------------------------------------------------------------
@@ -255,14 +269,17 @@ class AgentRuntime:
         self.expect = IntentExpectation(self.layout, manifest.model_set_id, s.predecessor,
                                         s.order_index - 1)
         self.bodies: tuple[str, ...] = s.team + task_info(s.task).object_bodies
-        # The node sets this: (ready, why not) of the robot backend, asked before every tick.
-        self.readiness: Callable[[], tuple[bool, str]] = _ready
+        # The robot backend's readiness (the node reports changes: `on_backend`).
+        self._backend: tuple[bool, str] = (True, '')
+        self.journal = Journal()
 
         self.reject_counts: dict[str, int] = {r: 0 for r in REJECT_REASONS}
         self.mode_counts = [0, 0, 0, 0]
         self._events: list[Event] = []
         self._held: dict[str, _Held] = {}
         self._pending: dict[int, IntentTensors] = {}
+        self._arrival: dict[int, float] = {}     # tick -> when its accepted intent arrived
+        self._cache_arrival: tuple[int, float] | None = None
         self._reset_clocks()
         self._last_mode: Mode | None = None
         self._last_stop_key = ''
@@ -292,6 +309,8 @@ class AgentRuntime:
         self._received: set[int] = set()     # ticks whose intent was accepted (repeats refused)
         self._last_command_stamp: int | None = None
         self._pending.clear()
+        self._arrival.clear()
+        self._cache_arrival = None
         self._held.clear()
         self.controller.forget()
 
@@ -322,6 +341,10 @@ class AgentRuntime:
         future-stamp check): validate it, then run the ticks the scheduler decides."""
         out = self._run_due(now)                  # a tick whose deadline passed: without it
         seen = self.observe_frame(frame, now, received_ns)
+        self.journal.add(InputRecord(
+            InputKind.FRAME, now, frame.stamp_ns, frame.frame_number, digest=frame_digest(frame),
+            wall_ns=-1 if received_ns is None else int(received_ns),
+            outcome=seen.refused or (ACCEPTED if seen.new else REPEAT)))
         if not seen.new:
             return out
         runs = self.scheduler.on_frame(seen.tick, frame, seen.usable, now,
@@ -331,7 +354,10 @@ class AgentRuntime:
     def on_intent(self, intent: IntentMessage, now: float) -> list[TickOutput]:
         """A predecessor intent arrived: validate and keep it; run the tick waiting for it."""
         out = self._run_due(now)                  # after its deadline: the tick runs without it
-        if self.receive_intent(intent, now) is not None:
+        refused = self.receive_intent(intent, now)
+        self.journal.add(InputRecord(InputKind.INTENT, now, intent.stamp_ns, intent.tick,
+                                     intent.sender, intent_digest(intent), outcome=refused or ''))
+        if refused is not None:
             return out
         return out + [self._execute(r, now) for r in self.scheduler.on_intent(intent.tick, now)]
 
@@ -343,6 +369,7 @@ class AgentRuntime:
 
     def on_timer(self, now: float) -> list[TickOutput]:
         """Deadline and watchdog timer: a tick whose deadline passed, a stale-mocap stop."""
+        self.journal.add(InputRecord(InputKind.TIMER, now))
         out = []
         for action in self.scheduler.on_timer(now):
             if isinstance(action, Run):
@@ -355,8 +382,14 @@ class AgentRuntime:
         """When the waiting tick's deadline falls (the node arms a one-shot timer for it)."""
         return self.scheduler.next_deadline()
 
+    def on_backend(self, ready: bool, why: str, now: float) -> None:
+        """The robot backend became ready or not (`why`): a tick while it is not is a stop."""
+        self.journal.add(InputRecord(InputKind.BACKEND, now, number=int(bool(ready)),
+                                     outcome=why))
+        self._backend = (bool(ready), why)
+
     def _execute(self, run: Run, now: float) -> TickOutput:
-        ready, why = self.readiness()
+        ready, why = self._backend
         if not ready:
             return self.stop_tick(run.frame, now, 'backend_not_ready', why, run.trigger,
                                   run.waited_s)
@@ -376,12 +409,12 @@ class AgentRuntime:
         future = check_stamp(frame.stamp_ns, received_ns, s.mocap_future_s)
         if future:       # refused before it can become the clock: later real frames still count
             self._reject('mocap_future', f'{future} (frame {frame.frame_number})')
-            return FrameSeen(t, False, True, future)
+            return FrameSeen(t, False, True, future, 'mocap_future')
         if self._last_stamp_ns is not None and frame.stamp_ns < self._last_stamp_ns:
             msg = (f'mocap frame {frame.frame_number} captured '
                    f'{1e-9 * (self._last_stamp_ns - frame.stamp_ns):.3f} s before the previous one')
             self._reject('mocap_out_of_order', msg)
-            return FrameSeen(t, False, True, msg)
+            return FrameSeen(t, False, True, msg, 'mocap_out_of_order')
         self._last_stamp_ns = frame.stamp_ns
         if self._current_tick is None:
             self._drop_future_pending(t)
@@ -425,6 +458,7 @@ class AgentRuntime:
             self._reject(r.reason, r.message)
             return r.reason
         self._pending[intent.tick] = tensors.to(self.settings.device)
+        self._arrival[intent.tick] = now
         self._received.add(intent.tick)
         return None
 
@@ -434,6 +468,7 @@ class AgentRuntime:
         for k in sorted(self._pending):
             if k > current + MAX_INTENT_AHEAD_TICKS:
                 del self._pending[k]
+                self._arrival.pop(k, None)
                 self._received.discard(k)
                 self._reject('intent_future_tick', f'intent for tick {k} kept before the first '
                                                    f'mocap frame, which is at tick {current} '
@@ -504,9 +539,12 @@ class AgentRuntime:
         self._last_tick = t
         reason = self._mode_reason(mode, t, age_ticks)
         self._note_mode(mode, reason)
+        used = None
+        if s.order_index > 0 and mode in (Mode.FRESH, Mode.CACHED) and self._cache_arrival:
+            used = (s.predecessor, *self._cache_arrival)
         return self._output(t, stamp, now, mode, reason, command, False, message,
                             age_ticks * self.dt if mode != Mode.FRESH else 0.0, plan.time_ms,
-                            plan.iterations, value, trajectory, '', *timing)
+                            plan.iterations, value, trajectory, '', *timing, intent_used=used)
 
     # ---- pieces of the tick ---------------------------------------------------------------------
     def _pose_fault(self, stamp_ns: int, own: tuple[float, float, float]) -> tuple[str, str] | None:
@@ -534,6 +572,7 @@ class AgentRuntime:
         for k in sorted(self._pending):
             if k <= t:
                 self.controller.receive(self._pending.pop(k), k)
+                self._cache_arrival = (k, self._arrival.pop(k))
         self._received = {k for k in self._received if k >= t}
 
     def _mode_reason(self, mode: Mode, t: int, age: int) -> str:
@@ -589,6 +628,7 @@ class AgentRuntime:
 
     def stop(self, now: float, key: str, reason: str) -> TickOutput:
         """A stop decided outside the runtime (backend failing, shutdown)."""
+        self.journal.add(InputRecord(InputKind.STOP, now, source=key, outcome=reason))
         t = self._last_tick if self._last_tick is not None else (self._current_tick or 0)
         return self._stop(t, self._last_stamp_ns or 0, now, key, reason)
 
@@ -607,20 +647,24 @@ class AgentRuntime:
         self._reset_clocks()
         return out
 
-    def robot_stopped(self) -> None:
+    def robot_stopped(self, now: float) -> None:
         """The backend stopped the robot by itself (its own watchdog): ramp up from zero next."""
+        self.journal.add(InputRecord(InputKind.ROBOT_STOPPED, now))
         self.controller.chain.stop()
 
     # ---- output ---------------------------------------------------------------------------------
     def _output(self, t: int, stamp_ns: int, now: float, mode: Mode, reason: str,
                 command: np.ndarray, stop: bool, intent: IntentMessage | None, age_s: float,
                 time_ms: float, iterations: int, value: float, trajectory: np.ndarray | None,
-                stop_key: str, trigger: Trigger, waited_s: float) -> TickOutput:
+                stop_key: str, trigger: Trigger, waited_s: float,
+                intent_used: tuple[str, int, float] | None = None) -> TickOutput:
         self.mode_counts[int(mode)] += 1
+        inputs, dropped = self.journal.drain()
         return TickOutput(tick=t, stamp_ns=stamp_ns, mode=mode, reason=reason,
                           command=np.asarray(command, dtype=np.float64).copy(), stop=stop,
                           intent=intent, intent_age_s=float(age_s), planning_time_ms=float(time_ms),
                           planner_iterations=int(iterations), planner_value=float(value),
                           trajectory=trajectory, mode_counts=tuple(self.mode_counts),
                           reject_counts=dict(self.reject_counts), stop_key=stop_key,
-                          trigger=Trigger(trigger), waited_s=float(waited_s), ran_s=float(now))
+                          trigger=Trigger(trigger), waited_s=float(waited_s), ran_s=float(now),
+                          intent_used=intent_used, inputs=inputs, inputs_dropped=dropped)

@@ -1,8 +1,9 @@
 """Conversions between the ROS messages and the runtime's own types, both ways, in one place.
 
-Incoming messages (`mocap_sample_from_msg`, `intent_message_from_msg`) are read duck-typed, so
-rclpy messages and rosbags-deserialised ones (bag replay) go through the same code and give the
-same `MocapSample` / `IntentMessage`. Outgoing messages (`intent_to_msg`, `status_to_msg`,
+Incoming messages (`mocap_sample_from_msg`, `intent_message_from_msg`,
+`input_records_from_msg`) are read duck-typed, so rclpy messages and rosbags-deserialised ones
+(bag replay) go through the same code and give the same `MocapSample` / `IntentMessage` /
+`InputRecord`s. Outgoing messages (`intent_to_msg`, `status_to_msg`, `inputs_to_msgs`,
 `markers_to_msg`) import their ROS message classes when called: the runtime stays importable
 where no ROS message packages are installed (training, evaluation).
 
@@ -24,18 +25,18 @@ FRAME_ID = 'arena'
 
 @functools.lru_cache(maxsize=None)
 def message_bounds(cls_name: str) -> dict[str, int]:
-    """The sequence bounds of a seqwm_msgs message (`latents`: 5440, ...), read from the
-    generated class, so Intent.msg stays the one place they are declared; {} where seqwm_msgs
-    is not installed (training, evaluation)."""
+    """The sequence and string bounds of a seqwm_msgs message (`latents`: 5440, ...), read
+    from the generated class, so the .msg file stays the one place they are declared; {} where
+    seqwm_msgs is not installed (training, evaluation)."""
     try:
         import seqwm_msgs.msg as msgs
     except ImportError:
         return {}
     out = {}
     for name, kind in getattr(msgs, cls_name).get_fields_and_field_types().items():
-        m = re.fullmatch(r'sequence<.+, (\d+)>', kind)
+        m = re.fullmatch(r'sequence<.+, (\d+)>|string<(\d+)>', kind)
         if m:
-            out[name] = int(m.group(1))
+            out[name] = int(m.group(1) or m.group(2))
     return out
 
 
@@ -180,21 +181,22 @@ def intent_to_msg(m: IntentMessage) -> Any:
     return msg
 
 
-def status_to_msg(out: Any, robot: str, order_index: int) -> Any:
-    """One tick's (or stop's) `agent.TickOutput` -> seqwm_msgs/AgentStatus. Its reject_counts
-    hold every REJECT_REASONS key in that order (stable for monitors)."""
+def status_to_msg(out: Any, robot: str, order_index: int, seq: int = 0) -> Any:
+    """One tick's (or stop's) `agent.TickOutput` -> seqwm_msgs/AgentStatus (`seq`: the node's
+    count of outputs). Its reject_counts hold every REJECT_REASONS key in that order (stable
+    for monitors)."""
     from geometry_msgs.msg import Twist
     from seqwm_msgs.msg import AgentStatus
     msg = AgentStatus()
     msg.header.stamp = time_msg(out.stamp_ns)
     msg.header.frame_id = FRAME_ID
     msg.robot = robot
+    msg.seq = int(seq)
     msg.order_index = order_index
     msg.tick = max(int(out.tick), 0)
     msg.mode = int(out.mode)
     msg.trigger = int(out.trigger)
     msg.wait_ms = _finite32(1000.0 * out.waited_s)
-    msg.frame_arrival_s = float(out.ran_s - out.waited_s)
     msg.reason = out.reason
     msg.intent_age_s = _finite32(out.intent_age_s)
     msg.planning_time_ms = _finite32(out.planning_time_ms)
@@ -207,6 +209,48 @@ def status_to_msg(out: Any, robot: str, order_index: int) -> Any:
     msg.reject_reasons = list(out.reject_counts)
     msg.reject_counts = [int(c) for c in out.reject_counts.values()]
     return msg
+
+
+def inputs_to_msgs(out: Any, robot: str, seq: int) -> list[Any]:
+    """One output's `inputs` -> seqwm_msgs/AgentInputs with the `seq` of its status. Records
+    beyond the message's bound go into further parts: none is ever cut."""
+    from seqwm_msgs.msg import AgentInputs, InputEvent
+    bound, text = message_bounds('AgentInputs')['events'], message_bounds('InputEvent')
+    events = []
+    for r in out.inputs:
+        e = InputEvent()
+        e.kind, e.time_s, e.stamp_ns, e.number = int(r.kind), float(r.time_s), int(r.stamp_ns), \
+            int(r.number)
+        e.source = r.source[:text['source']]
+        e.digest, e.wall_ns = int(r.digest), int(r.wall_ns)
+        e.outcome = r.outcome[:text['outcome']]
+        events.append(e)
+    chunks = [events[k:k + bound] for k in range(0, len(events), bound)] or [[]]
+    msgs = []
+    for k, chunk in enumerate(chunks):
+        msg = AgentInputs()
+        msg.header.stamp = time_msg(out.stamp_ns)
+        msg.header.frame_id = FRAME_ID
+        msg.robot, msg.seq, msg.tick = robot, int(seq), max(int(out.tick), 0)
+        msg.part, msg.parts = k, len(chunks)
+        if out.mode != 3:       # a planning tick: its frame
+            msg.frame_stamp_ns, msg.frame_arrival_s = int(out.stamp_ns), float(out.frame_arrival_s)
+        if out.intent_used is not None:
+            sender, tick, arrival = out.intent_used
+            msg.intent_used, msg.intent_sender = True, sender
+            msg.intent_tick, msg.intent_arrival_s = int(tick), float(arrival)
+        msg.events = chunk
+        msg.refusals_not_listed = int(out.inputs_dropped) if k == len(chunks) - 1 else 0
+        msgs.append(msg)
+    return msgs
+
+
+def input_records_from_msg(msg: Any) -> list[Any]:
+    """seqwm_msgs/AgentInputs (rclpy or rosbags, duck-typed) -> its journal.InputRecords."""
+    from .journal import InputKind, InputRecord
+    return [InputRecord(InputKind(int(e.kind)), float(e.time_s), int(e.stamp_ns), int(e.number),
+                        str(e.source), int(e.digest), int(e.wall_ns), str(e.outcome))
+            for e in msg.events]
 
 
 # Marker colours (r, g, b) per mode value (fresh, cached, masked, stopped).
