@@ -81,6 +81,13 @@ class ArenaSession:
     def start(self) -> None:
         self.result = EpisodeResult(running=True)
 
+    def next_episode(self, seed: int) -> None:
+        """Reset the world for a new episode (held commands dropped), not yet running."""
+        self.env.reset(seed=seed)
+        self._cmd.zero_()
+        self._cmd_time = [-math.inf] * len(self.robots)
+        self.result = EpisodeResult()
+
     def step(self) -> EpisodeResult:
         """Advance one camera frame; physics only runs while the episode is running."""
         r = self.result

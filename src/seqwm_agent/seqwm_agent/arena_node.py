@@ -46,6 +46,9 @@ PARAMETERS = {
     'start_grace_s': (3.0, 'wait this long after the last agent appeared before starting '
                       '(DDS discovery among all participants)'),
     'episode_s': (math.nan, 'episode length, s; NaN keeps the task config value'),
+    'episodes': (1, 'episodes to run (0: without end); episode k uses seed + k'),
+    'pause_s': (1.0, 'between episodes the cameras are off this long (the robots stop by their '
+                'watchdog, as when a lab resets the room), then the next episode starts'),
     'target_x': (math.nan, 'PushBox target x (m); NaN keeps the task config value'),
     'target_y': (math.nan, 'PushBox target y (m); NaN keeps the task config value'),
 }
@@ -75,6 +78,12 @@ class ArenaNode(Node):
         cfg = arena_task_config(p['task'], len(self.robots), 1.0 / p['frame_rate_hz'], overrides)
         self.session = ArenaSession(cfg, self.robots, seed=int(p['seed']),
                                     cmd_timeout_s=float(p['cmd_timeout_s']))
+        if int(p['episodes']) < 0 or not p['pause_s'] >= 0:
+            raise ValueError(f"parameters episodes={p['episodes']} and pause_s={p['pause_s']} "
+                             'must be >= 0')
+        self.seed, self.episodes, self.pause_s = int(p['seed']), int(p['episodes']), float(p['pause_s'])
+        self.episode_index = 0
+        self.done_at: float | None = None
         self.start_timeout_s = float(p['start_timeout_s'])
         self.start_grace_s = float(p['start_grace_s'])
         self.t0 = time.time()
@@ -117,16 +126,38 @@ class ArenaNode(Node):
             self.get_logger().info(
                 f'episode started after {waited:.1f} s (agents seen: {sorted(self.seen_status)})')
 
+    def _next_episode_due(self) -> bool:
+        """After a finished episode, when more are to run: cameras off for pause_s, then the
+        next episode (True while paused)."""
+        if not self.session.result.done or 0 < self.episodes <= self.episode_index + 1:
+            return False
+        now = time.monotonic()
+        if self.done_at is None:
+            self.done_at = now
+        if now - self.done_at < self.pause_s:
+            self.frame_number += 1          # the capture clock runs on while the cameras are off
+            return True
+        self.episode_index += 1
+        self.done_at = None
+        self.session.next_episode(self.seed + self.episode_index)
+        self.session.start()
+        self.get_logger().info(f'episode {self.episode_index} started (seed '
+                               f'{self.seed + self.episode_index})')
+        return False
+
     def _on_frame(self) -> None:
         self._maybe_start()
         if not (self.session.result.running or self.session.result.done):
             return      # the cameras come on with the episode: agents idle (stopped) until then
+        if self._next_episode_due():
+            return
         was_running = self.session.result.running
         res = self.session.step()
         self._publish_truth()
         if was_running or res.done:
             self.episode_pub.publish(String(data=json.dumps({
-                **res.__dict__, 'robots': self.robots, 'task_params': self.session.task_params(),
+                **res.__dict__, 'episode': self.episode_index, 'robots': self.robots,
+                'task_params': self.session.task_params(),
                 'bodies': self.session.bodies()})))
         if was_running and res.done:
             self.get_logger().info(
