@@ -73,7 +73,8 @@ class Monitor:
         from std_msgs.msg import String
         self.rclpy = rclpy
         self.context = rclpy.context.Context()
-        rclpy.init(context=self.context)
+        from rclpy.signals import SignalHandlerOptions
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node('seqwm_soak_monitor', context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)

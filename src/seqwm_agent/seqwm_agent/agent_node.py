@@ -1,9 +1,13 @@
 """The per-robot agent node: ROS wiring around `runtime.AgentRuntime` (all decisions live there).
 
 Topics (relative names resolve in the robot's namespace, e.g. /go2w_2/intent):
-  sub /mocap/frame          seqwm_msgs/MocapFrame          MOCAP_QOS
-  sub predecessor_intent    seqwm_msgs/Intent              INTENT_QOS (order index > 0; remapped
-                                                           to /<predecessor>/intent by the graph)
+  sub /mocap/frame          seqwm_msgs/MocapFrame          INBOX_QOS, only from `mocap_source`
+  sub predecessor_intent    seqwm_msgs/Intent              INBOX_QOS (order index > 0; remapped
+                                                           to /<predecessor>/intent by the graph),
+                                                           only from the predecessor's agent
+Both are taken raw with the publisher's GID; the node names the GID's node from the ROS graph,
+the runtime admits or refuses the publisher (runtime/sources.py), and only an admitted message
+is deserialised.
   pub intent                seqwm_msgs/Intent              INTENT_QOS, one per planned tick
   pub status                seqwm_msgs/AgentStatus         STATUS_QOS, one per tick (and per dt
                                                            while the watchdog holds it stopped)
@@ -23,9 +27,10 @@ from typing import Any, Callable
 
 import torch
 from rclpy.node import Node
-from seqwm_common.node import (INPUTS_QOS, INPUTS_TOPIC, INTENT_QOS, INTENT_TOPIC, MARKER_QOS,
-                               MARKER_TOPIC, MOCAP_QOS, MOCAP_TOPIC, PREDECESSOR_TOPIC, STATUS_QOS,
-                               STATUS_TOPIC, StartupError, declare, log_line, run_node)
+from rclpy.serialization import deserialize_message
+from seqwm_common.node import (INBOX_QOS, INPUTS_QOS, INPUTS_TOPIC, INTENT_QOS, INTENT_TOPIC,
+                               MARKER_QOS, MARKER_TOPIC, MOCAP_TOPIC, PREDECESSOR_TOPIC,
+                               STATUS_QOS, STATUS_TOPIC, StartupError, declare, log_line, run_node)
 from seqwm_common.throttled_log import ThrottledLog
 from seqwm_msgs.msg import AgentInputs, AgentStatus, Intent, MocapFrame
 from visualization_msgs.msg import MarkerArray
@@ -34,6 +39,8 @@ from .backends import make_backend
 from .core.checkpoint import CheckpointError
 from .node_params import PARAMETERS, ParameterError, check_values, model_dir_of, settings_from_values
 from .runtime.agent import AgentError, AgentRuntime, TickOutput
+from .runtime.journal import InputKind
+from .runtime.sources import Publisher
 from .runtime.messages import (inputs_to_msgs, intent_message_from_msg, intent_to_msg,
                                markers_to_msg, mocap_sample_from_msg, status_to_msg)
 
@@ -71,10 +78,17 @@ class AgentNode(Node):
         self._status_pub = self.create_publisher(AgentStatus, STATUS_TOPIC, STATUS_QOS)
         self._inputs_pub = self.create_publisher(AgentInputs, INPUTS_TOPIC, INPUTS_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, MARKER_TOPIC, MARKER_QOS)
-        self.create_subscription(MocapFrame, MOCAP_TOPIC, self._guard(self._on_frame), MOCAP_QOS)
+        self._gid_nodes: dict[bytes, str] = {}       # publisher GID -> its node (ROS graph)
+        self._graph_asked: dict[str, float] = {}
+        frames = self._guard(self._on_frame)
+        self._mocap_sub = self.create_subscription(MocapFrame, MOCAP_TOPIC,
+                                                   lambda raw, info: frames(raw, info),
+                                                   INBOX_QOS, raw=True)
         if s.order_index > 0:
-            self.create_subscription(Intent, PREDECESSOR_TOPIC, self._guard(self._on_intent),
-                                     INTENT_QOS)
+            intents = self._guard(self._on_intent)
+            self._intent_sub = self.create_subscription(Intent, PREDECESSOR_TOPIC,
+                                                        lambda raw, info: intents(raw, info),
+                                                        INBOX_QOS, raw=True)
         # one-shot deadline timer (armed when a tick waits) and the periodic watchdog timer
         self._deadline_timer = self.create_timer(1.0, self._guard(self._on_timer))
         self._deadline_timer.cancel()
@@ -111,11 +125,36 @@ class AgentNode(Node):
         wrapped.__name__ = fn.__name__
         return wrapped
 
-    def _on_frame(self, msg: MocapFrame, now: float) -> list[TickOutput]:
-        return self.runtime.on_frame(mocap_sample_from_msg(msg), now, time.time_ns())
+    def _on_frame(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
+        pub = self._publisher(self._mocap_sub.topic_name, info)
+        ok, outputs = self.runtime.admit(InputKind.FRAME, pub, now)
+        if not ok:
+            return outputs
+        msg = deserialize_message(raw, MocapFrame)
+        return self.runtime.on_frame(mocap_sample_from_msg(msg), now, time.time_ns(), pub)
 
-    def _on_intent(self, msg: Intent, now: float) -> list[TickOutput]:
-        return self.runtime.on_intent(intent_message_from_msg(msg), now)
+    def _on_intent(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
+        pub = self._publisher(self._intent_sub.topic_name, info)
+        ok, outputs = self.runtime.admit(InputKind.INTENT, pub, now)
+        if not ok:
+            return outputs
+        msg = deserialize_message(raw, Intent)
+        return self.runtime.on_intent(intent_message_from_msg(msg), now, pub)
+
+    def _publisher(self, topic: str, info: dict) -> Publisher:
+        """Who published a message: its GID (message info) and that GID's node (ROS graph,
+        asked again at most every 50 ms while a GID is unknown: discovery may lag)."""
+        gid = bytes((info.get('publisher_gid') or {}).get('data', b''))
+        node = self._gid_nodes.get(gid)
+        if node is None:
+            now = time.monotonic()
+            if now - self._graph_asked.get(topic, -1.0) >= 0.05:
+                self._graph_asked[topic] = now
+                for e in self.get_publishers_info_by_topic(topic):
+                    ns = e.node_namespace.rstrip('/')
+                    self._gid_nodes[bytes(e.endpoint_gid)] = f'{ns}/{e.node_name}'
+            node = self._gid_nodes.get(gid, '')
+        return Publisher(node, gid)
 
     def _on_timer(self, now: float) -> list[TickOutput]:
         self._deadline_timer.cancel()

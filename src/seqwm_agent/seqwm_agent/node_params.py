@@ -22,6 +22,7 @@ from .backends.topic import TopicBackendConfig
 from .backends.unitree import UnitreeBackendConfig
 from .core.command import CommandLimits
 from .paths import model_dir_for_team, resolve_data_path, where_searched
+from .runtime.sources import BRIDGE_NODE
 from .task_registry import TASK_NAMES
 
 NAN = float('nan')
@@ -105,6 +106,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        kind='str_list', required=True),
     _p('predecessor', '', "team[order_index - 1] ('' for order index 0); intents from anyone "
        'else are rejected'),
+    _p('mocap_source', BRIDGE_NODE, 'the only node whose /mocap/frame is used (fully qualified '
+       'name); frames from any other publisher are refused, two publishers of this name stop '
+       'the robot', required=True),
+    _p('predecessor_node', '', "the only node whose intents are used ('' = /<predecessor>/agent)"),
     _p('task', 'pushbox', 'task: selects the observation builder and the object body',
        choices=TASK_NAMES),
     _p('task_config', '', "task YAML (its `task:` section); '' = the packaged config/<task>.yaml"),
@@ -309,8 +314,8 @@ def settings_from_values(v: Mapping[str, Any]):
         task=v['task'], predecessor=v['predecessor'], intent_deadline_s=v['intent_deadline_s'],
         cache_max_age_ticks=v['cache_max_age_ticks'], stale_timeout_s=v['stale_timeout_s'],
         mocap_future_s=v['mocap_future_s'], max_body_speed_mps=v['max_body_speed_mps'],
-        jump_margin_m=v['jump_margin_m'],
-        limits=limits, lowpass_cutoff_hz=v['lowpass_cutoff_hz'], arena_bounds=bounds,
+        jump_margin_m=v['jump_margin_m'], mocap_source=v['mocap_source'],
+        predecessor_node=v['predecessor_node'], limits=limits, lowpass_cutoff_hz=v['lowpass_cutoff_hz'], arena_bounds=bounds,
         planner_overrides=_planner_overrides(v), seed=v['seed'],
         deterministic=v['deterministic'], device=v['device'])
     kind = v['backend']

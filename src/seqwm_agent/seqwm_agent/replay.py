@@ -42,6 +42,7 @@ from .runtime.journal import REPEAT, InputKind, InputRecord, frame_digest, inten
 from .runtime.messages import (IntentMessage, MocapSample, input_records_from_msg,
                                intent_message_from_msg, mocap_sample_from_msg)
 from .runtime.scheduler import Trigger
+from .runtime.sources import Publisher, is_source_refusal
 
 NS = 1_000_000_000
 
@@ -239,6 +240,11 @@ def _feed(rt: AgentRuntime, rec: InputRecord, data: _Bag, settings, report: Repl
     the robot used it, taints what follows."""
     t = rec.time_s
     if rec.kind in (InputKind.FRAME, InputKind.INTENT):
+        pub = Publisher(rec.publisher, rec.publisher_gid) if rec.publisher_gid else None
+        if is_source_refusal(rec.outcome):      # refused by its publisher, never read
+            fed.append((seq, rec))
+            return rt.admit(rec.kind, pub or Publisher('', b''), t)[1]
+        admitted = rt.admit(rec.kind, pub, t)[1] if pub is not None else []
         msg, rebuilt = _content(rec, data, settings.order_index, settings.predecessor)
         if msg is None:
             if not rec.refused and rec.outcome != REPEAT:
@@ -246,12 +252,12 @@ def _feed(rt: AgentRuntime, rec: InputRecord, data: _Bag, settings, report: Repl
                 tick = (rec.number if rec.kind == InputKind.INTENT
                         else rec.stamp_ns // int(round(rt.dt * NS)))
                 tainted.append((seq, tick, rec.stamp_ns))
-            return []          # a refused or repeated one changed nothing but a counter
+            return admitted    # a refused or repeated one changed nothing but a counter
         report.reconstructed_intents += int(rebuilt)
         fed.append((seq, rec))
         if rec.kind == InputKind.FRAME:
-            return rt.on_frame(msg, t, None if rec.wall_ns < 0 else rec.wall_ns)
-        return rt.on_intent(msg, t)
+            return admitted + rt.on_frame(msg, t, None if rec.wall_ns < 0 else rec.wall_ns, pub)
+        return admitted + rt.on_intent(msg, t, pub)
     fed.append((seq, rec))
     if rec.kind == InputKind.TIMER:
         return rt.on_timer(t)

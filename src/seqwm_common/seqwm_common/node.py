@@ -5,6 +5,10 @@ QoS decisions, named once for the whole team:
 * MOCAP_QOS, INTENT_QOS: freshness beats completeness (a late frame or intent is worse than
   none; consumers hold the latest one and the intent cache covers a lost one), so best effort,
   keep last 1 - the sensor-data profile.
+* INBOX_QOS: how the agent subscribes to both. A DDS reader keeps one history for all writers
+  of a topic, so with keep last 1 a flood from a stranger (refused later, by publisher) would
+  push the real frame or intent out before the agent reads it; 128 covers a 1 kHz flood over
+  the longest planning, and the agent refuses a stranger's message before deserialising it.
 * STATUS_QOS: one per tick, every one matters to a monitor or a bag. Transient local with 10 s
   of history: a recorder or monitor that discovers the node late (DDS discovery can take a
   second on a loaded machine) still gets the robot's first ticks, so a bag replays from the start.
@@ -43,6 +47,8 @@ MOCAP_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=Histor
                        depth=1, durability=DurabilityPolicy.VOLATILE)
 INTENT_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST,
                         depth=1, durability=DurabilityPolicy.VOLATILE)
+INBOX_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST,
+                       depth=128, durability=DurabilityPolicy.VOLATILE)
 STATUS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                         depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 INPUTS_QOS = STATUS_QOS

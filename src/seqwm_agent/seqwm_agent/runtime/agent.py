@@ -51,9 +51,10 @@ from .journal import (ACCEPTED, REPEAT, InputKind, InputRecord, Journal, frame_d
                       intent_digest)
 from .messages import NS_PER_S, IntentMessage, MocapSample, message_bounds
 from .scheduler import Run, Scheduler, Stop, Trigger
+from .sources import BRIDGE_NODE, Publisher, SourceGuard, agent_node
 from .validation import (MAX_INTENT_AHEAD_TICKS, RECENT_FRAMES, REJECT_REASONS,
-                         IntentExpectation, Rejected, check_frame, check_intent_tick, check_jump,
-                         check_stamp, tick_index, validate_intent)
+                         TRACK_CONFLICT_JUMPS, IntentExpectation, Rejected, check_frame,
+                         check_intent_tick, check_jump, check_stamp, tick_index, validate_intent)
 
 
 class Mode(IntEnum):
@@ -104,6 +105,10 @@ class AgentSettings:
     mocap_future_s: float = 0.5
     max_body_speed_mps: float = 3.0
     jump_margin_m: float = 0.1
+    # the one node each input may come from (runtime/sources.py): the team's bridge, and the
+    # predecessor's agent ('': agent_node(predecessor))
+    mocap_source: str = BRIDGE_NODE
+    predecessor_node: str = ''
     limits: CommandLimits = field(default_factory=CommandLimits)
     lowpass_cutoff_hz: float = 2.0
     # Watchdog bounds (min_x, max_x, min_y, max_y); None: the task config's arena.
@@ -272,6 +277,14 @@ class AgentRuntime:
         # The robot backend's readiness (the node reports changes: `on_backend`).
         self._backend: tuple[bool, str] = (True, '')
         self.journal = Journal()
+        # who may speak: the bridge for frames, the predecessor's agent for intents; a second
+        # speaker within stale_timeout_s is a conflict
+        window = max(s.stale_timeout_s, 2.0 * self.dt)
+        self.sources = {InputKind.FRAME: SourceGuard('mocap', s.mocap_source, window)}
+        if s.order_index > 0:
+            self.sources[InputKind.INTENT] = SourceGuard(
+                'intent', s.predecessor_node or agent_node(s.predecessor), window)
+        self._last_conflict_stop: float | None = None
 
         self.reject_counts: dict[str, int] = {r: 0 for r in REJECT_REASONS}
         self.mode_counts = [0, 0, 0, 0]
@@ -308,6 +321,7 @@ class AgentRuntime:
         self._last_tick: int | None = None
         self._received: set[int] = set()     # ticks whose intent was accepted (repeats refused)
         self._last_command_stamp: int | None = None
+        self._jumps: dict[str, list[int]] = {}   # body -> capture stamps of refused jumps
         self._pending.clear()
         self._arrival.clear()
         self._cache_arrival = None
@@ -335,28 +349,67 @@ class AgentRuntime:
         return tick_index(frame.stamp_ns, self.dt)
 
     # ---- events (what the node, replay and tests call) ------------------------------------------
-    def on_frame(self, frame: MocapSample, now: float,
-                 received_ns: int | None = None) -> list[TickOutput]:
+    def admit(self, kind: InputKind, publisher: Publisher, now: float) -> tuple[bool, list[TickOutput]]:
+        """May a frame / intent from `publisher` be used (before it is even read)? A refusal is
+        counted and journaled here; a conflict between two sources stops the robot."""
+        guard = self.sources.get(kind)
+        if guard is None:       # order index 0: no predecessor; validate_intent refuses it
+            return True, []
+        verdict = guard.check(publisher, now)
+        if verdict.accepted:
+            return True, []
+        self._reject(verdict.reason, verdict.message)
+        self.journal.add(InputRecord(kind, now, outcome=verdict.reason, publisher=publisher.node,
+                                     publisher_gid=publisher.gid))
+        if verdict.reason.endswith('_source_conflict'):
+            return False, self._conflict_stop(now, verdict.reason, verdict.message)
+        return False, []
+
+    def _conflict(self, now: float) -> tuple[str, str] | None:
+        """(key, reason) of a source conflict that lasts at `now`, else None."""
+        for guard in self.sources.values():
+            if guard.in_conflict(now):
+                return (f'{guard.what}_source_conflict',
+                        f'two publishers claim {guard.node}: stopped until one remains')
+        return None
+
+    def _conflict_stop(self, now: float, key: str, reason: str) -> list[TickOutput]:
+        """Stop for a source conflict, at most once per dt while it lasts."""
+        if self._last_conflict_stop is not None and now - self._last_conflict_stop < 0.9 * self.dt:
+            return []
+        self._last_conflict_stop = now
+        t = self._last_tick if self._last_tick is not None else (self._current_tick or 0)
+        return [self._stop(t, self._last_stamp_ns or 0, now, key, reason, Trigger.WATCHDOG)]
+
+    def on_frame(self, frame: MocapSample, now: float, received_ns: int | None = None,
+                 publisher: Publisher | None = None) -> list[TickOutput]:
         """A mocap frame arrived (`received_ns`: this host's wall clock at receipt, for the
-        future-stamp check): validate it, then run the ticks the scheduler decides."""
+        future-stamp check; `publisher`: who sent it, already `admit`ted): validate it, then
+        run the ticks the scheduler decides."""
         out = self._run_due(now)                  # a tick whose deadline passed: without it
         seen = self.observe_frame(frame, now, received_ns)
         self.journal.add(InputRecord(
             InputKind.FRAME, now, frame.stamp_ns, frame.frame_number, digest=frame_digest(frame),
             wall_ns=-1 if received_ns is None else int(received_ns),
-            outcome=seen.refused or (ACCEPTED if seen.new else REPEAT)))
+            outcome=seen.refused or (ACCEPTED if seen.new else REPEAT),
+            publisher=publisher.node if publisher else '',
+            publisher_gid=publisher.gid if publisher else b''))
         if not seen.new:
             return out
         runs = self.scheduler.on_frame(seen.tick, frame, seen.usable, now,
                                        self.has_intent_for(seen.tick), seen.reason)
         return out + [self._execute(r, now) for r in runs]
 
-    def on_intent(self, intent: IntentMessage, now: float) -> list[TickOutput]:
-        """A predecessor intent arrived: validate and keep it; run the tick waiting for it."""
+    def on_intent(self, intent: IntentMessage, now: float,
+                  publisher: Publisher | None = None) -> list[TickOutput]:
+        """A predecessor intent arrived (from `publisher`, already `admit`ted): validate and
+        keep it; run the tick waiting for it."""
         out = self._run_due(now)                  # after its deadline: the tick runs without it
         refused = self.receive_intent(intent, now)
         self.journal.add(InputRecord(InputKind.INTENT, now, intent.stamp_ns, intent.tick,
-                                     intent.sender, intent_digest(intent), outcome=refused or ''))
+                                     intent.sender, intent_digest(intent), outcome=refused or '',
+                                     publisher=publisher.node if publisher else '',
+                                     publisher_gid=publisher.gid if publisher else b''))
         if refused is not None:
             return out
         return out + [self._execute(r, now) for r in self.scheduler.on_intent(intent.tick, now)]
@@ -371,11 +424,14 @@ class AgentRuntime:
         """Deadline and watchdog timer: a tick whose deadline passed, a stale-mocap stop."""
         self.journal.add(InputRecord(InputKind.TIMER, now))
         out = []
+        conflict = self._conflict(now)
         for action in self.scheduler.on_timer(now):
             if isinstance(action, Run):
                 out.append(self._execute(action, now))
-            else:
-                out.append(self._watchdog_stop(action, now))
+            else:     # while sources conflict, the watchdog's stop names the conflict
+                out.append(self._watchdog_stop(Stop(*conflict) if conflict else action, now))
+        if conflict and not out:
+            out += self._conflict_stop(now, *conflict)
         return out
 
     def next_deadline(self) -> float | None:
@@ -393,6 +449,10 @@ class AgentRuntime:
         if not ready:
             return self.stop_tick(run.frame, now, 'backend_not_ready', why, run.trigger,
                                   run.waited_s)
+        conflict = self._conflict(now)
+        if conflict:
+            self._last_conflict_stop = now
+            return self.stop_tick(run.frame, now, *conflict, run.trigger, run.waited_s)
         return self.tick(run.frame, now, run.trigger, run.waited_s)
 
     # ---- inputs ---------------------------------------------------------------------------------
@@ -431,6 +491,7 @@ class AgentRuntime:
             if jump:
                 del check.poses[body]
                 check.problems[body], check.details[body] = 'mocap_jump', jump
+                self._jumps.setdefault(body, []).append(frame.stamp_ns)
         for reason in sorted(set(check.problems.values()), key=REJECT_REASONS.index):
             bodies = [b for b, r in check.problems.items() if r == reason]
             self._reject(reason, '; '.join(check.details[b] for b in bodies)
@@ -497,7 +558,7 @@ class AgentRuntime:
             if not seen.usable:
                 return self._stop(t, stamp, now, 'own_untracked',
                                   f'own pose unusable: {seen.reason}', *timing)
-            fault = self._pose_fault(stamp, frame_poses[s.robot_name])
+            fault = self._pose_fault(stamp, frame_poses[s.robot_name]) or self._two_tracks(stamp)
             if fault:
                 return self._stop(t, stamp, now, *fault, *timing)
             # 2. observation with the simulator's builder: this frame's poses, held ones for
@@ -564,6 +625,19 @@ class AgentRuntime:
         if not (x0 <= x <= x1 and y0 <= y <= y1):
             return 'outside_arena', (f'{s.robot_name} at ({x:.2f}, {y:.2f}) outside the arena '
                                      f'[{x0}, {x1}] x [{y0}, {y1}]')
+        return None
+
+    def _two_tracks(self, stamp_ns: int) -> tuple[str, str] | None:
+        """A needed body whose measurements were refused as jumps TRACK_CONFLICT_JUMPS times
+        within stale_timeout_s is on two tracks: neither may become the reference, the robot
+        stops until one track has been alone for stale_timeout_s."""
+        horizon = stamp_ns - int(self.settings.stale_timeout_s * NS_PER_S)
+        for body, stamps in self._jumps.items():
+            stamps[:] = [k for k in stamps if k >= horizon]
+            if len(stamps) >= TRACK_CONFLICT_JUMPS:
+                return 'mocap_track_conflict', (
+                    f'body {body} measured on two tracks: {len(stamps)} poses refused as jumps '
+                    f'in {self.settings.stale_timeout_s} s; stopped until one track remains')
         return None
 
     def _absorb_pending(self, t: int) -> None:

@@ -54,12 +54,16 @@ class InputRecord:
     digest: int = 0       # FRAME / INTENT: content_digest of the message
     wall_ns: int = -1     # FRAME: this host's wall clock at receipt (-1: not given)
     outcome: str = ''     # ACCEPTED, REPEAT, a REJECT_REASONS key; STOP / BACKEND: why
+    publisher: str = ''   # FRAME / INTENT: the publishing node ('' when not known or not given)
+    publisher_gid: bytes = b''   # its endpoint GID (b'': no identity given, none checked)
 
     @property
     def refused(self) -> bool:
-        """An input refused as a whole: it changed nothing but the refusal counters."""
-        return self.kind in (InputKind.FRAME, InputKind.INTENT) and self.outcome not in (
-            ACCEPTED, REPEAT)
+        """An input refused as a whole that changed nothing but the refusal counters (a
+        source conflict is not one: it times the conflict)."""
+        return (self.kind in (InputKind.FRAME, InputKind.INTENT)
+                and self.outcome not in (ACCEPTED, REPEAT)
+                and not self.outcome.endswith('_source_conflict'))
 
 
 def _crc(parts: list[bytes]) -> int:

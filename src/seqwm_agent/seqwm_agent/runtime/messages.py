@@ -224,6 +224,8 @@ def inputs_to_msgs(out: Any, robot: str, seq: int) -> list[Any]:
         e.source = r.source[:text['source']]
         e.digest, e.wall_ns = int(r.digest), int(r.wall_ns)
         e.outcome = r.outcome[:text['outcome']]
+        e.publisher = r.publisher[:text['publisher']]
+        e.publisher_gid = list(r.publisher_gid)
         events.append(e)
     chunks = [events[k:k + bound] for k in range(0, len(events), bound)] or [[]]
     msgs = []
@@ -249,7 +251,8 @@ def input_records_from_msg(msg: Any) -> list[Any]:
     """seqwm_msgs/AgentInputs (rclpy or rosbags, duck-typed) -> its journal.InputRecords."""
     from .journal import InputKind, InputRecord
     return [InputRecord(InputKind(int(e.kind)), float(e.time_s), int(e.stamp_ns), int(e.number),
-                        str(e.source), int(e.digest), int(e.wall_ns), str(e.outcome))
+                        str(e.source), int(e.digest), int(e.wall_ns), str(e.outcome),
+                        str(e.publisher), bytes(bytearray(e.publisher_gid)))
             for e in msg.events]
 
 

@@ -36,7 +36,15 @@ REJECT_REASONS: tuple[str, ...] = (
     'mocap_future',          # stamped further ahead of this host's clock than mocap_future_s
     'mocap_duplicate_body',  # a needed body's name appears more than once in the frame
     'mocap_jump',            # a needed body moved faster than max_body_speed_mps since its last pose
+    'mocap_foreign_publisher',   # /mocap/frame from a node other than the team's bridge
+    'intent_foreign_publisher',  # an intent from a node other than the predecessor's agent
+    'mocap_source_conflict',     # two publishers of the bridge's name speak at once: stop
+    'intent_source_conflict',    # two publishers of the predecessor agent's name speak at once: stop
 )
+# A body whose measurements were refused as jumps this many times within stale_timeout_s while
+# its track is measured is on two tracks at once: the robot stops (mocap_track_conflict) rather
+# than let either become the reference; a single outlier does not.
+TRACK_CONFLICT_JUMPS = 3
 
 # Intents may be this many ticks ahead of the latest mocap frame (the predecessor may see the
 # first frame of the next tick a moment earlier); further ahead means a broken clock.
