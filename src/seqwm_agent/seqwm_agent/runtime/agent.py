@@ -285,6 +285,10 @@ class AgentRuntime:
             self.sources[InputKind.INTENT] = SourceGuard(
                 'intent', s.predecessor_node or agent_node(s.predecessor), window)
         self._last_conflict_stop: float | None = None
+        # two-track conflicts on the runtime's clock: they outlive a watchdog reset of the
+        # mocap clock (else the reset would let the other track become the reference)
+        self._jumps: dict[str, list[float]] = {}      # body -> when poses were refused as jumps
+        self._two_tracks_until: dict[str, float] = {}
 
         self.reject_counts: dict[str, int] = {r: 0 for r in REJECT_REASONS}
         self.mode_counts = [0, 0, 0, 0]
@@ -321,7 +325,6 @@ class AgentRuntime:
         self._last_tick: int | None = None
         self._received: set[int] = set()     # ticks whose intent was accepted (repeats refused)
         self._last_command_stamp: int | None = None
-        self._jumps: dict[str, list[int]] = {}   # body -> capture stamps of refused jumps
         self._pending.clear()
         self._arrival.clear()
         self._cache_arrival = None
@@ -491,7 +494,7 @@ class AgentRuntime:
             if jump:
                 del check.poses[body]
                 check.problems[body], check.details[body] = 'mocap_jump', jump
-                self._jumps.setdefault(body, []).append(frame.stamp_ns)
+                self._note_jump(body, now)
         for reason in sorted(set(check.problems.values()), key=REJECT_REASONS.index):
             bodies = [b for b, r in check.problems.items() if r == reason]
             self._reject(reason, '; '.join(check.details[b] for b in bodies)
@@ -558,7 +561,7 @@ class AgentRuntime:
             if not seen.usable:
                 return self._stop(t, stamp, now, 'own_untracked',
                                   f'own pose unusable: {seen.reason}', *timing)
-            fault = self._pose_fault(stamp, frame_poses[s.robot_name]) or self._two_tracks(stamp)
+            fault = self._pose_fault(stamp, frame_poses[s.robot_name]) or self._two_tracks(now)
             if fault:
                 return self._stop(t, stamp, now, *fault, *timing)
             # 2. observation with the simulator's builder: this frame's poses, held ones for
@@ -627,17 +630,26 @@ class AgentRuntime:
                                      f'[{x0}, {x1}] x [{y0}, {y1}]')
         return None
 
-    def _two_tracks(self, stamp_ns: int) -> tuple[str, str] | None:
-        """A needed body whose measurements were refused as jumps TRACK_CONFLICT_JUMPS times
-        within stale_timeout_s is on two tracks: neither may become the reference, the robot
-        stops until one track has been alone for stale_timeout_s."""
-        horizon = stamp_ns - int(self.settings.stale_timeout_s * NS_PER_S)
-        for body, stamps in self._jumps.items():
-            stamps[:] = [k for k in stamps if k >= horizon]
-            if len(stamps) >= TRACK_CONFLICT_JUMPS:
-                return 'mocap_track_conflict', (
-                    f'body {body} measured on two tracks: {len(stamps)} poses refused as jumps '
-                    f'in {self.settings.stale_timeout_s} s; stopped until one track remains')
+    def _note_jump(self, body: str, now: float) -> None:
+        """A pose of `body` refused as a jump. TRACK_CONFLICT_JUMPS of them within
+        stale_timeout_s: the body is on two tracks, until stale_timeout_s after the last jump."""
+        window = self.settings.stale_timeout_s
+        times = [k for k in self._jumps.get(body, []) if k >= now - window] + [now]
+        self._jumps[body] = times
+        if len(times) >= TRACK_CONFLICT_JUMPS or body in self._two_tracks_until:
+            self._two_tracks_until[body] = now + window
+
+    def _two_tracks(self, now: float) -> tuple[str, str] | None:
+        """A body is in a two-track conflict: neither track may become the reference, so the
+        robot stops until one track has been alone for stale_timeout_s."""
+        for body, until in list(self._two_tracks_until.items()):
+            if now >= until:
+                del self._two_tracks_until[body]
+                continue
+            return 'mocap_track_conflict', (
+                f'body {body} measured on two tracks ({TRACK_CONFLICT_JUMPS} or more poses '
+                f'refused as jumps within {self.settings.stale_timeout_s} s); stopped until one '
+                f'track has been alone for {self.settings.stale_timeout_s} s')
         return None
 
     def _absorb_pending(self, t: int) -> None:
