@@ -5,9 +5,12 @@ rate and publishes the true poses on `/arena/truth` for the mocap bridge's `sim`
 episode state as JSON on `/arena/episode`. Agents only ever see the bridge's `/mocap/frame`, so
 they cannot tell this room from the real one.
 
-Time: stamps are the *simulated* capture time, offset to the wall clock at start-up
-(stamp = t0 + k * frame_dt). If the machine cannot keep up, simulated time runs slower than the
-wall clock but every control tick still spans exactly dt / frame_dt camera frames.
+Time: a frame is stamped with this host's clock when it is taken, as a real bridge stamps its
+capture times, so the agents' clock rules (ticks = stamp // dt, frames stamped ahead of the host
+clock refused, out-of-order refused) are the same in simulation and on robots, and a stranger
+cannot game a clock of the simulation's own. Physics advances one camera period per frame: if
+the machine cannot keep up, simulated time runs slower than the stamps, and a control tick then
+spans fewer camera frames (more control per simulated second, never less).
 The episode starts once every robot's agent has published a status (so model loading does not
 eat into the episode) and `start_grace_s` has passed, or after `start_timeout_s`. Camera frames
 start with the episode: until then agents are up but stopped (no mocap), and every participant,
@@ -135,7 +138,7 @@ class ArenaNode(Node):
         if self.done_at is None:
             self.done_at = now
         if now - self.done_at < self.pause_s:
-            self.frame_number += 1          # the capture clock runs on while the cameras are off
+            self.frame_number += 1          # frame numbers run on while the cameras are off
             return True
         self.episode_index += 1
         self.done_at = None
@@ -165,11 +168,10 @@ class ArenaNode(Node):
                 f'sim_time={res.sim_time_s:.2f} s collision={res.collision}')
 
     def _publish_truth(self) -> None:
-        # Simulated capture time: frames are exactly one camera period apart.
-        stamp = self.t0 + self.frame_number * self.session.dt
         self.frame_number += 1
-        msg = mocap_sample_to_msg(MocapSample.from_planar(stamp, self.session.bodies(),
-                                                          self.frame_number))
+        sample = MocapSample.from_planar(0.0, self.session.bodies(), self.frame_number)
+        sample.stamp_ns = time.time_ns()       # the host's clock, as a real bridge stamps
+        msg = mocap_sample_to_msg(sample)
         self.truth_pub.publish(msg)
 
 

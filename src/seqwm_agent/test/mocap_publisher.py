@@ -51,7 +51,7 @@ def main() -> None:
             poses[name] = [float(v) for v in xyz.split(',')]
 
     rclpy.init()
-    node = Node('mocap_test_publisher')
+    node = Node('mocap_bridge')     # it stands in for the team's bridge (the agents' mocap_source)
     pub = node.create_publisher(MocapFrame, '/mocap/frame', QOS)
     control = {'publish': True, 'nan': [], 'untracked': [], 'poses': {}}
     mtime = [None]

@@ -147,7 +147,9 @@ def test_bad_inputs_are_rejected_counted_by_reason_and_the_node_keeps_going(
     from seqwm_msgs.msg import Intent
 
     mocap = MocapFeed(spawn, tmp_path)
-    agent = start_agent(spawn, tmp_path, 'go2w_2', model_dir)   # its predecessor is this test
+    # its predecessor is this test's listener node, named as the one source of its intents
+    agent = start_agent(spawn, tmp_path, 'go2w_2', model_dir,
+                        predecessor_node='/agent_test_listener')
     pub = listener.node.create_publisher(Intent, '/go2w_1/intent', QoSProfile(
         reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1))
 

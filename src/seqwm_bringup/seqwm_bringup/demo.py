@@ -211,6 +211,7 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
     runner.start()
     shutdown: str | None = None
     episode = None
+    cpu: dict[str, float | None] = {}
     try:
         while time.monotonic() - t_start < timeout_s:
             rec.spin_for(0.5)
@@ -220,6 +221,8 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
                 break
         rec.spin_for(0.5)  # the last statuses of the final tick
     finally:
+        used, wall = runner.cpu_seconds(), time.monotonic() - t_start
+        cpu = {k: None if v is None else round(100.0 * v / wall, 1) for k, v in used.items()}
         exit_codes = runner.stop()
         orphans = runner.orphans()
         rec.close()
@@ -240,7 +243,7 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
         'agents': summarise(rec, team, limits),
         'command_limit_violations': 0,
         'messages_recorded': rec.bag.count,
-        'processes': {'exit_codes': exit_codes,
+        'processes': {'exit_codes': exit_codes, 'cpu_percent': cpu,
                       'crashed_during_run': [(e['node'], e['exit_code']) for e in runner.events],
                       'supervision': runner.events, 'team_shut_down': shutdown,
                       'orphans': orphans},

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from seqwm_agent.paths import model_dir_for_team
+from seqwm_agent.runtime.sources import BRIDGE_NODE, agent_node
 from seqwm_agent.task_registry import TASK_NAMES, TASKS
 
 _NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
@@ -107,7 +108,7 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
     bridge_params = {**mocap_cfg, 'bodies': bodies}
     bridge_params['source'] = 'sim' if sim else mocap_cfg.get('source', 'nokov')
     nodes.append(NodeSpec(
-        package='seqwm_mocap_bridge', executable='bridge', name='mocap_bridge',
+        package='seqwm_mocap_bridge', executable='bridge', name=BRIDGE_NODE.strip('/'),
         module='seqwm_mocap_bridge.bridge_node', parameters=bridge_params))
 
     for k, robot in enumerate(order):
@@ -117,8 +118,9 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
         remaps: tuple[tuple[str, str], ...] = ()
         if k > 0:
             remaps = (('predecessor_intent', f'/{order[k - 1]}/intent'),)
+        namespace, name = agent_node(robot).rsplit('/', 1)   # the node its successor listens to
         nodes.append(NodeSpec(
-            package='seqwm_agent', executable='agent', name='agent', namespace=f'/{robot}',
+            package='seqwm_agent', executable='agent', name=name, namespace=namespace,
             module='seqwm_agent.agent_node', parameters=params, remappings=remaps))
     return nodes
 

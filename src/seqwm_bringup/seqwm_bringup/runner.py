@@ -164,6 +164,17 @@ class TeamRunner:
                 pass
         return {r.node.fqn: r.proc.returncode for r in self.running}
 
+    def cpu_seconds(self) -> dict[str, float | None]:
+        """CPU time (user + system, s) each node's process has used so far (None once gone)."""
+        out: dict[str, float | None] = {}
+        for r in self.running:
+            try:
+                fields = Path(f'/proc/{r.proc.pid}/stat').read_text().rsplit(')', 1)[1].split()
+                out[r.node.fqn] = (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+            except (OSError, IndexError, ValueError):
+                out[r.node.fqn] = None
+        return out
+
     def orphans(self) -> list[int]:
         """Pids still alive in any of the node process groups (should be empty after stop)."""
         alive = []

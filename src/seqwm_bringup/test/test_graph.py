@@ -27,6 +27,10 @@ def test_gate_graph_chains_every_agent_to_its_predecessor(n):
     assert all(a.parameters['team'] == robots and a.parameters['intent_deadline_s'] == 0.04
                for a in agents)
     assert len({a.fqn for a in nodes}) == len(nodes), 'node names must be unique'
+    # each agent admits frames and intents only from these nodes (runtime/sources.py)
+    from seqwm_agent.runtime.sources import BRIDGE_NODE, agent_node
+    assert [a.fqn for a in agents] == [agent_node(r) for r in robots]
+    assert [x.fqn for x in nodes if x.executable == 'bridge'] == [BRIDGE_NODE]
 
 
 def test_order_argument_changes_the_chain_not_the_namespaces():

@@ -1,0 +1,76 @@
+"""What a stranger's flood costs the team: the 2-robot PushBox demo episode, clean and with
+`seqwm_bringup.strangers flood-intent` (1 kHz of stale, repeated and malformed intents on
+/go2w_1/intent) beside it, alternated `--pairs` times.
+
+Figures per condition: go2w_2's CPU share over the run (its process, start-up included), its
+fresh fraction of planning ticks, the refusals counted, success; and the flood's CPU over the
+clean run's (the baseline measured in the same run). Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import emit  # noqa: E402
+
+
+def episode(runs: Path, mode: str | None, rate: float) -> dict:
+    from seqwm_bringup.demo import run_demo
+    proc = None
+    report = runs / 'stranger.json'
+    if mode:
+        proc = subprocess.Popen([sys.executable, '-m', 'seqwm_bringup.strangers', mode,
+                                 '--rate', str(rate), '--report', str(report)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _, summary = run_demo('pushbox', ['go2w_1', 'go2w_2'], None, None, timeout_s=150.0,
+                              runs_dir=runs)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(20)
+    f = summary['agents']['go2w_2']
+    m = f['intent_modes']
+    planning = m['fresh'] + m['cached'] + m['masked']
+    return {'cpu_percent': summary['processes']['cpu_percent'].get('/go2w_2/agent'),
+            'fresh_fraction': round(m['fresh'] / planning, 3) if planning else None,
+            'rejected': f['rejected_inputs'], 'success': summary['success'],
+            'stranger': json.loads(report.read_text()) if mode and report.exists() else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--pairs', type=int, default=2)
+    ap.add_argument('--rate', type=float, default=1000.0)
+    args = ap.parse_args(argv)
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    runs = {'clean': [], 'flood': []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.pairs):
+            for cond in ('clean', 'flood'):
+                d = Path(tmp) / f'{cond}{k}'
+                d.mkdir()
+                runs[cond].append(episode(d, 'flood-intent' if cond == 'flood' else None,
+                                          args.rate))
+    cpu = {c: float(np.mean([r['cpu_percent'] for r in rs])) for c, rs in runs.items()}
+    emit('strangers', {
+        'flood_rate_hz': args.rate,
+        'go2w_2_cpu_percent': {c: round(v, 1) for c, v in cpu.items()},
+        'cpu_flood_over_clean': round(cpu['flood'] / cpu['clean'], 3),
+        'fresh_fraction': {c: [r['fresh_fraction'] for r in rs] for c, rs in runs.items()},
+        'success': {c: [r['success'] for r in rs] for c, rs in runs.items()},
+        'runs': runs})
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

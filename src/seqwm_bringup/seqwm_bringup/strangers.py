@@ -1,0 +1,167 @@
+"""`python -m seqwm_bringup.strangers <mode>`: a stranger on the team's ROS domain, on purpose.
+
+A lab network is shared; the likeliest intruder is a colleague replaying an old bag of this
+project or starting a second bridge. This process plays such a stranger against a running team,
+so a lab can check, before a robot day, that its team refuses them (and the tests do the same):
+
+  mocap-host    /mocap/frame at --rate Hz, every robot displaced by --offset m, stamped with
+                this host's clock (what a second bridge or a stale tool would send)
+  mocap-follow  the same, stamped just after the newest real frame (on the team's own clock)
+  twin-bridge   the real frames, displaced, from a node named like the team's bridge
+                (/mocap_bridge): two publishers claim one role
+  bag           a bag replayed live with its original topic names (`ros2 bag play` does the
+                same), from a node named rosbag2_player, looped
+  spoof-intent  the predecessor's intent for the current and the next tick, in range, with its
+                sender's name and the commands reversed, at --rate Hz on /<robot>/intent
+  flood-intent  stale, repeated and malformed intents at --rate Hz on /<robot>/intent
+
+It runs until SIGINT, then writes what it sent (count, duration, achieved rate) to --report.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+MODES = ('mocap-host', 'mocap-follow', 'twin-bridge', 'bag', 'spoof-intent', 'flood-intent')
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('mode', choices=MODES)
+    ap.add_argument('--rate', type=float, default=1000.0, help='messages per second')
+    ap.add_argument('--offset', type=float, default=2.0, help='displacement of the robots, m')
+    ap.add_argument('--robot', default='go2w_1', help='whose intent to spoof or flood')
+    ap.add_argument('--bag', type=Path, default=None, help='bag directory (mode bag)')
+    ap.add_argument('--report', type=Path, default=None, help='JSON file written at exit')
+    args = ap.parse_args(argv)
+
+    import rclpy
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
+    from seqwm_msgs.msg import Intent, MocapFrame
+
+    qos = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST,
+                     depth=1)
+    name = {'twin-bridge': 'mocap_bridge', 'bag': 'rosbag2_player'}.get(args.mode, 'stranger')
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node(name)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    latest: dict[str, object] = {}
+    node.create_subscription(MocapFrame, '/mocap/frame',
+                             lambda m: latest.__setitem__('frame', m), qos)
+    intent_topic = f'/{args.robot}/intent'
+    node.create_subscription(Intent, intent_topic, lambda m: latest.__setitem__('intent', m), qos)
+    frames = node.create_publisher(MocapFrame, '/mocap/frame', qos)
+    intents = node.create_publisher(Intent, intent_topic, qos)
+    bag = _bag_messages(args.bag, node, qos) if args.mode == 'bag' else None
+
+    sent, k, t0 = 0, 0, time.monotonic()
+    period = 1.0 / args.rate
+    while not stop:
+        rclpy.spin_once(node, timeout_sec=0.0)
+        k += 1
+        if args.mode == 'bag':
+            sent += bag(time.monotonic() - t0)
+        else:
+            msg = _make(args, latest, k)
+            if msg is not None:
+                (intents if isinstance(msg, Intent) else frames).publish(msg)
+                sent += 1
+        time.sleep(max(0.0, t0 + k * period - time.monotonic()))
+    wall = time.monotonic() - t0
+    if args.report:
+        args.report.write_text(json.dumps({'mode': args.mode, 'node': node.get_fully_qualified_name(),
+                                           'sent': sent, 'duration_s': round(wall, 3),
+                                           'rate_hz': round(sent / wall, 1) if wall else 0.0}))
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+def _make(args, latest: dict, k: int):
+    """One hostile message of the mode (None until the team's own traffic has been seen)."""
+    from seqwm_msgs.msg import MocapFrame
+    if args.mode in ('mocap-host', 'mocap-follow', 'twin-bridge'):
+        real: MocapFrame | None = latest.get('frame')     # type: ignore[assignment]
+        if real is None:
+            return None
+        msg = copy.deepcopy(real)
+        for body, pose in zip(msg.names, msg.poses):
+            if body.startswith('go2w'):
+                pose.position.x += args.offset
+        if args.mode == 'mocap-host':
+            ns = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+        elif args.mode == 'mocap-follow':     # just after the newest real frame, on its clock
+            msg.header.stamp.nanosec = min(msg.header.stamp.nanosec + 1000 * (k % 900 + 1),
+                                           999_999_999)
+        msg.frame_number += 1
+        return msg
+    real_intent = latest.get('intent')
+    if real_intent is None:
+        return None
+    msg = copy.deepcopy(real_intent)
+    if args.mode == 'spoof-intent':       # this tick and the next, in range, commands reversed
+        msg.tick = int(real_intent.tick) + (k % 2)
+        msg.actions = [-float(a) for a in msg.actions]
+        return msg
+    kind = k % 3                          # flood-intent: stale, repeated, malformed
+    if kind == 0:
+        msg.tick = max(int(msg.tick) - 50, 0)
+    elif kind == 2:
+        msg.latent_dim = int(msg.latent_dim) + 32
+    return msg
+
+
+def _bag_messages(path: Path | None, node, qos):
+    """A function that publishes every bag message whose (looped) time has come; returns how
+    many it published."""
+    if path is None:
+        raise SystemExit('mode bag needs --bag')
+    from seqwm_agent.bag import read_messages, topic_types
+    from seqwm_msgs.msg import Intent, MocapFrame
+    types = {'seqwm_msgs/msg/Intent': Intent, 'seqwm_msgs/msg/MocapFrame': MocapFrame}
+    wanted = {t: types[k] for t, k in topic_types(path).items()
+              if k in types and t != '/arena/truth'}
+    messages = [(stamp, topic, msg) for topic, stamp, msg in read_messages(path, set(wanted))]
+    if not messages:
+        raise SystemExit(f'{path}: no frames or intents to play')
+    start, span = messages[0][0], messages[-1][0] - messages[0][0] + 1
+    pubs = {t: node.create_publisher(cls, t, qos) for t, cls in wanted.items()}
+    state = {'next': 0, 'loop': 0}
+
+    def play(elapsed_s: float) -> int:
+        n = 0
+        while True:
+            i = state['next']
+            stamp, topic, msg = messages[i]
+            due = (stamp - start + state['loop'] * span) / 1e9
+            if due > elapsed_s:
+                return n
+            pubs[topic].publish(_to_rclpy(msg, wanted[topic]))
+            n += 1
+            state['next'] = (i + 1) % len(messages)
+            if state['next'] == 0:
+                state['loop'] += 1
+    return play
+
+
+def _to_rclpy(msg, cls):
+    """A rosbags-deserialised message as the rclpy class (field by field, as a player would)."""
+    from seqwm_agent.runtime.messages import (intent_message_from_msg, intent_to_msg,
+                                              mocap_sample_from_msg, mocap_sample_to_msg)
+    from seqwm_msgs.msg import Intent
+    if cls is Intent:
+        return intent_to_msg(intent_message_from_msg(msg))
+    return mocap_sample_to_msg(mocap_sample_from_msg(msg))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
