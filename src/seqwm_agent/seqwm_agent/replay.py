@@ -184,10 +184,9 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     seqs = sorted(data.records)
     report.started_mid_run = bool(seqs) and seqs[0] > 0
 
-    # 1. the robot's calls, in its order and at its times; the outputs, each tagged with the
-    #    seq of the recorded record whose last call produced it
+    # 1. the robot's calls, in its order and at its times
     fed: list[tuple[int, InputRecord]] = []      # (seq, record) of every call made again
-    outputs: list[tuple[int, TickOutput]] = []
+    outputs: list[TickOutput] = []
     # from where nothing is compared: (seq, tick, capture stamp) of the state it may have touched
     tainted: list[tuple[int, int, int]] = []
     if report.started_mid_run:
@@ -201,11 +200,10 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
         previous = seq
         for msg in parts:
             for rec in input_records_from_msg(msg):
-                outs = _feed(rt, rec, data, settings, report, tainted, seq, fed)
-                outputs += [(seq, o) for o in outs]
+                outputs += _feed(rt, rec, data, settings, report, tainted, seq, fed)
     skip = _unsynced(data.statuses, tainted, settings)
     # every call adds one record to the replayed runtime's journal: the two lists align
-    replayed_records = [r for _, o in outputs for r in o.inputs] + list(rt.journal.drain()[0])
+    replayed_records = [r for o in outputs for r in o.inputs] + list(rt.journal.drain()[0])
     report.input_mismatches = _input_differences(fed, replayed_records, skip)
 
     # 2. compare: the k-th replayed output of a tick with the k-th recorded status of that tick
@@ -213,7 +211,7 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     for seq in sorted(data.statuses):
         recorded.setdefault(int(data.statuses[seq].tick), []).append((seq, data.statuses[seq]))
     ours: dict[int, list[TickOutput]] = {}
-    for _, out in outputs:
+    for out in outputs:
         ours.setdefault(max(int(out.tick), 0), []).append(out)
     for t in sorted(recorded):
         mine = ours.get(t, [])

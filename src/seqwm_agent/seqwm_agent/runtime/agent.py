@@ -352,7 +352,8 @@ class AgentRuntime:
         return tick_index(frame.stamp_ns, self.dt)
 
     # ---- events (what the node, replay and tests call) ------------------------------------------
-    def admit(self, kind: InputKind, publisher: Publisher, now: float) -> tuple[bool, list[TickOutput]]:
+    def admit(self, kind: InputKind, publisher: Publisher,
+              now: float) -> tuple[bool, list[TickOutput]]:
         """May a frame / intent from `publisher` be used (before it is even read)? A refusal is
         counted and journaled here; a conflict between two sources stops the robot."""
         guard = self.sources.get(kind)
