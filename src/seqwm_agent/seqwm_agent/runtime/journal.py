@@ -17,12 +17,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:     # messages.py converts records to ROS messages: no import cycle at run time
-    from .messages import IntentMessage, MocapSample
 
 
 class InputKind(IntEnum):
@@ -73,16 +70,18 @@ def _crc(parts: list[bytes]) -> int:
     return c
 
 
-def frame_digest(frame: MocapSample) -> int:
+def frame_digest(frame: Any) -> int:
     """crc32 of what the runtime reads from a frame, so a record names exactly one message
-    (a second source may send the same stamp and number with other poses)."""
+    (a second source may send the same stamp and number with other poses). `frame`: a
+    messages.MocapSample (this module sits below messages.py, which converts records)."""
     return _crc([repr((frame.stamp_ns, frame.frame_number, frame.names, frame.tracked)).encode(),
                  np.ascontiguousarray(frame.positions, dtype=np.float64).tobytes(),
                  np.ascontiguousarray(frame.orientations, dtype=np.float64).tobytes()])
 
 
-def intent_digest(intent: IntentMessage) -> int:
-    """crc32 of what the runtime reads from an intent (everything but the planner statistics)."""
+def intent_digest(intent: Any) -> int:
+    """crc32 of what the runtime reads from a messages.IntentMessage (everything but the
+    planner statistics)."""
     head = (intent.tick, intent.stamp_ns, intent.model_set_id, intent.sender,
             intent.sender_index, intent.num_agents, intent.horizon, intent.latent_dim,
             intent.action_dim)

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .journal import InputKind, InputRecord
+
 NS_PER_S = 1_000_000_000
 FRAME_ID = 'arena'
 
@@ -247,9 +249,8 @@ def inputs_to_msgs(out: Any, robot: str, seq: int) -> list[Any]:
     return msgs
 
 
-def input_records_from_msg(msg: Any) -> list[Any]:
+def input_records_from_msg(msg: Any) -> list[InputRecord]:
     """seqwm_msgs/AgentInputs (rclpy or rosbags, duck-typed) -> its journal.InputRecords."""
-    from .journal import InputKind, InputRecord
     return [InputRecord(InputKind(int(e.kind)), float(e.time_s), int(e.stamp_ns), int(e.number),
                         str(e.source), int(e.digest), int(e.wall_ns), str(e.outcome),
                         str(e.publisher), bytes(bytearray(e.publisher_gid)))
