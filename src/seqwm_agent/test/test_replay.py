@@ -217,3 +217,18 @@ def test_inputs_the_bag_lacks_are_rebuilt_when_exact_and_otherwise_skipped_until
     assert report.compared + report.skipped_unsynced == len(run.outputs)
     assert report.decisions_identical, report.decision_differences()
     assert report.mismatched_ticks == []
+
+
+def test_intents_after_the_deadline_are_recorded_late_and_replay_as_the_cache(tmp_path,
+                                                                             model_dir):
+    """Every lead intent reaches the follower 70 ms after the frame, past its 50 ms deadline:
+    each is kept as the next tick's cache and recorded `late`; replay plans the same ticks on
+    the same shifted cache."""
+    link = Link(frame_time=lambda k: k * FRAME_DT, intent_delay=0.07)
+    run = two_robot_bag(tmp_path / 'bag', model_dir, link)
+    outcomes = [r.outcome for o in run.outputs for r in o.inputs if r.kind == 1]
+    assert outcomes and set(outcomes) == {'late'}, outcomes
+    assert {Mode(o.mode) for o in run.outputs[2:]} == {Mode.CACHED}
+    used = [o.intent_used for o in run.outputs[2:]]
+    assert all(u is not None and u[1] == o.tick - 1 for u, o in zip(used, run.outputs[2:]))
+    assert_replays_identically(tmp_path / 'bag', model_dir, run)

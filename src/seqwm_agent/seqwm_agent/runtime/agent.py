@@ -47,7 +47,7 @@ from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
 from ..task_registry import TASK_NAMES, task_info
 from .controller import Controller
-from .journal import (ACCEPTED, REPEAT, InputKind, InputRecord, Journal, frame_digest,
+from .journal import (ACCEPTED, LATE, REPEAT, InputKind, InputRecord, Journal, frame_digest,
                       intent_digest)
 from .messages import NS_PER_S, IntentMessage, MocapSample, message_bounds
 from .scheduler import Run, Scheduler, Stop, Trigger
@@ -410,8 +410,10 @@ class AgentRuntime:
         keep it; run the tick waiting for it."""
         out = self._run_due(now)                  # after its deadline: the tick runs without it
         refused = self.receive_intent(intent, now)
+        late = refused is None and self._last_tick is not None and intent.tick <= self._last_tick
         self.journal.add(InputRecord(InputKind.INTENT, now, intent.stamp_ns, intent.tick,
-                                     intent.sender, intent_digest(intent), outcome=refused or '',
+                                     intent.sender, intent_digest(intent),
+                                     outcome=refused or (LATE if late else ACCEPTED),
                                      publisher=publisher.node if publisher else '',
                                      publisher_gid=publisher.gid if publisher else b''))
         if refused is not None:

@@ -37,6 +37,8 @@ class InputKind(IntEnum):
 ACCEPTED = ''
 # A frame already observed (the same capture stamp and number): nothing changes.
 REPEAT = 'repeat'
+# An intent kept although its tick was already planned (late): the cache for the next tick.
+LATE = 'late'
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class InputRecord:
         """An input refused as a whole that changed nothing but the refusal counters (a
         source conflict is not one: it times the conflict)."""
         return (self.kind in (InputKind.FRAME, InputKind.INTENT)
-                and self.outcome not in (ACCEPTED, REPEAT)
+                and self.outcome not in (ACCEPTED, REPEAT, LATE)
                 and not self.outcome.endswith('_source_conflict'))
 
 
