@@ -7,7 +7,8 @@ Topics (relative names resolve in the robot's namespace, e.g. /go2w_2/intent):
                                                            only from the predecessor's agent
 Both are taken raw with the publisher's GID; the node names the GID's node from the ROS graph,
 the runtime admits or refuses the publisher (runtime/sources.py), and only an admitted message
-is deserialised.
+is deserialised. Frames queued behind the one taken are drained at once and only the newest
+admitted one is used (a late frame is worse than none); intents are all handled, in order.
   pub intent                seqwm_msgs/Intent              INTENT_QOS, one per planned tick
   pub status                seqwm_msgs/AgentStatus         STATUS_QOS, one per tick (and per dt
                                                            while the watchdog holds it stopped)
@@ -126,12 +127,24 @@ class AgentNode(Node):
         return wrapped
 
     def _on_frame(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
-        pub = self._publisher(self._mocap_sub.topic_name, info)
-        ok, outputs = self.runtime.admit(InputKind.FRAME, pub, now)
-        if not ok:
+        outputs: list[TickOutput] = []
+        newest = None
+        sub = self._mocap_sub
+        queued = [(raw, info)]
+        with sub.handle:             # the inbox keeps 128 so a flood cannot push frames out;
+            while (more := sub.handle.take_message(sub.msg_type, True)) is not None:
+                queued.append(more)  # of the bridge's frames only the newest is used
+        for data, meta in queued:
+            pub = self._publisher(sub.topic_name, meta)
+            ok, outs = self.runtime.admit(InputKind.FRAME, pub, now)
+            outputs += outs
+            if ok:
+                newest = (data, pub)
+        if newest is None:
             return outputs
-        msg = deserialize_message(raw, MocapFrame)
-        return self.runtime.on_frame(mocap_sample_from_msg(msg), now, time.time_ns(), pub)
+        msg = deserialize_message(newest[0], MocapFrame)
+        return outputs + self.runtime.on_frame(mocap_sample_from_msg(msg), now, time.time_ns(),
+                                               newest[1])
 
     def _on_intent(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
         pub = self._publisher(self._intent_sub.topic_name, info)
