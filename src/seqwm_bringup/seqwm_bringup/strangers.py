@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 MODES = ('mocap-host', 'mocap-follow', 'twin-bridge', 'bag', 'spoof-intent', 'flood-intent')
+MARK = 'stranger'     # header.frame_id of what this process sends: it hears its own messages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,10 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     latest: dict[str, object] = {}
-    node.create_subscription(MocapFrame, '/mocap/frame',
-                             lambda m: latest.__setitem__('frame', m), qos)
+
+    def keep(key: str):
+        def store(m) -> None:
+            if m.header.frame_id != MARK:          # the team's own traffic only
+                latest[key] = m
+        return store
+    node.create_subscription(MocapFrame, '/mocap/frame', keep('frame'), qos)
     intent_topic = f'/{args.robot}/intent'
-    node.create_subscription(Intent, intent_topic, lambda m: latest.__setitem__('intent', m), qos)
+    node.create_subscription(Intent, intent_topic, keep('intent'), qos)
     frames = node.create_publisher(MocapFrame, '/mocap/frame', qos)
     intents = node.create_publisher(Intent, intent_topic, qos)
     bag = _bag_messages(args.bag, node, qos) if args.mode == 'bag' else None
@@ -93,6 +99,7 @@ def _make(args, latest: dict, k: int):
         if real is None:
             return None
         msg = copy.deepcopy(real)
+        msg.header.frame_id = MARK
         for body, pose in zip(msg.names, msg.poses):
             if body.startswith('go2w'):
                 pose.position.x += args.offset
@@ -108,6 +115,7 @@ def _make(args, latest: dict, k: int):
     if real_intent is None:
         return None
     msg = copy.deepcopy(real_intent)
+    msg.header.frame_id = MARK
     if args.mode == 'spoof-intent':       # this tick and the next, in range, commands reversed
         msg.tick = int(real_intent.tick) + (k % 2)
         msg.actions = [-float(a) for a in msg.actions]
