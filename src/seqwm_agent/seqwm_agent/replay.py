@@ -191,13 +191,15 @@ def replay(bag: Path, robot: str, params: dict, model_dir: str | None = None,
     tainted: list[tuple[int, int, int]] = []
     if report.started_mid_run:
         tainted.append(_status_taint(data.statuses, seqs[0]))
-    previous = seqs[0] - 1 if seqs else 0
+    # records the recorder lost: a gap in seq, a part missing, the last ones at shutdown
+    last = max([*seqs, *data.statuses]) if seqs else -1
+    for seq in range(seqs[0] if seqs else 0, last + 1):
+        parts = data.records.get(seq, [])
+        if not parts or len(parts) != int(parts[0].parts):
+            tainted.append(_status_taint(data.statuses, seq))
+            report.lost_records += 1
     for seq in seqs:
         parts = sorted(data.records[seq], key=lambda m: int(m.part))
-        if seq != previous + 1 or len(parts) != int(parts[0].parts):
-            tainted.append(_status_taint(data.statuses, previous + 1))
-            report.lost_records += 1
-        previous = seq
         for msg in parts:
             for rec in input_records_from_msg(msg):
                 outputs += _feed(rt, rec, data, settings, report, tainted, seq, fed)

@@ -225,6 +225,7 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
         cpu = {k: None if v is None else round(100.0 * v / wall, 1) for k, v in used.items()}
         exit_codes = runner.stop()
         orphans = runner.orphans()
+        rec.spin_for(0.5)  # what the nodes published while shutting down (final stop, record)
         rec.close()
     episode = rec.last_episode() or episode
     summary = {
