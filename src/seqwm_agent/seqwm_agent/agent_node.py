@@ -156,7 +156,8 @@ class AgentNode(Node):
 
     def _publisher(self, topic: str, info: dict) -> Publisher:
         """Who published a message: its GID (message info) and that GID's node (ROS graph,
-        asked again at most every 50 ms while a GID is unknown: discovery may lag)."""
+        asked again at most every 50 ms while a GID or its node is unknown: DDS discovery may
+        know an endpoint before the ROS discovery info names its node)."""
         gid = bytes((info.get('publisher_gid') or {}).get('data', b''))
         node = self._gid_nodes.get(gid)
         if node is None:
@@ -164,8 +165,9 @@ class AgentNode(Node):
             if now - self._graph_asked.get(topic, -1.0) >= 0.05:
                 self._graph_asked[topic] = now
                 for e in self.get_publishers_info_by_topic(topic):
-                    ns = e.node_namespace.rstrip('/')
-                    self._gid_nodes[bytes(e.endpoint_gid)] = f'{ns}/{e.node_name}'
+                    if e.node_name and not e.node_name.startswith('_NODE_NAME_UNKNOWN'):
+                        ns = e.node_namespace.rstrip('/')
+                        self._gid_nodes[bytes(e.endpoint_gid)] = f'{ns}/{e.node_name}'
             node = self._gid_nodes.get(gid, '')
         return Publisher(node, gid)
 
