@@ -7,8 +7,9 @@ Topics (relative names resolve in the robot's namespace, e.g. /go2w_2/intent):
                                                            only from the predecessor's agent
 Both are taken raw with the publisher's GID; the node names the GID's node from the ROS graph,
 the runtime admits or refuses the publisher (runtime/sources.py), and only an admitted message
-is deserialised. Frames queued behind the one taken are drained at once and only the newest
-admitted one is used (a late frame is worse than none); intents are all handled, in order.
+is deserialised. Messages queued behind the one taken are drained at once (one callback for a
+burst: a flood must cost little): of the frames only the newest admitted one is used (a late
+frame is worse than none), the admitted intents are all handled, in order.
   pub intent                seqwm_msgs/Intent              INTENT_QOS, one per planned tick
   pub status                seqwm_msgs/AgentStatus         STATUS_QOS, one per tick (and per dt
                                                            while the watchdog holds it stopped)
@@ -126,15 +127,20 @@ class AgentNode(Node):
         wrapped.__name__ = fn.__name__
         return wrapped
 
+    @staticmethod
+    def _drain(sub: Any, first: tuple[bytes, dict]) -> list[tuple[bytes, dict]]:
+        """The message taken and every one queued behind it (raw, with their info)."""
+        queued = [first]
+        with sub.handle:
+            while (more := sub.handle.take_message(sub.msg_type, True)) is not None:
+                queued.append(more)
+        return queued
+
     def _on_frame(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
         outputs: list[TickOutput] = []
         newest = None
         sub = self._mocap_sub
-        queued = [(raw, info)]
-        with sub.handle:             # the inbox keeps 128 so a flood cannot push frames out;
-            while (more := sub.handle.take_message(sub.msg_type, True)) is not None:
-                queued.append(more)  # of the bridge's frames only the newest is used
-        for data, meta in queued:
+        for data, meta in self._drain(sub, (raw, info)):
             pub = self._publisher(sub.topic_name, meta)
             ok, outs = self.runtime.admit(InputKind.FRAME, pub, now)
             outputs += outs
@@ -147,12 +153,16 @@ class AgentNode(Node):
                                                newest[1])
 
     def _on_intent(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
-        pub = self._publisher(self._intent_sub.topic_name, info)
-        ok, outputs = self.runtime.admit(InputKind.INTENT, pub, now)
-        if not ok:
-            return outputs
-        msg = deserialize_message(raw, Intent)
-        return self.runtime.on_intent(intent_message_from_msg(msg), now, pub)
+        outputs: list[TickOutput] = []
+        sub = self._intent_sub
+        for data, meta in self._drain(sub, (raw, info)):
+            pub = self._publisher(sub.topic_name, meta)
+            ok, outs = self.runtime.admit(InputKind.INTENT, pub, now)
+            outputs += outs
+            if ok:
+                msg = deserialize_message(data, Intent)
+                outputs += self.runtime.on_intent(intent_message_from_msg(msg), now, pub)
+        return outputs
 
     def _publisher(self, topic: str, info: dict) -> Publisher:
         """Who published a message: its GID (message info) and that GID's node (ROS graph,

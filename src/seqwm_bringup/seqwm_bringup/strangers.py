@@ -70,15 +70,17 @@ def main(argv: list[str] | None = None) -> int:
 
     sent, k, t0 = 0, 0, time.monotonic()
     period = 1.0 / args.rate
+    forged = Forger(args)
     while not stop:
-        rclpy.spin_once(node, timeout_sec=0.0)
+        if k % 20 == 0:                  # the team's traffic, now and then: a stranger must be
+            rclpy.spin_once(node, timeout_sec=0.0)    # cheap, or it steals the team's CPU
         k += 1
         if args.mode == 'bag':
             sent += bag(time.monotonic() - t0)
         else:
-            msg = _make(args, latest, k)
-            if msg is not None:
-                (intents if isinstance(msg, Intent) else frames).publish(msg)
+            data = forged.next(latest, k)
+            if data is not None:
+                (intents if args.mode.endswith('intent') else frames).publish(data)
                 sent += 1
         time.sleep(max(0.0, t0 + k * period - time.monotonic()))
     wall = time.monotonic() - t0
@@ -91,41 +93,56 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _make(args, latest: dict, k: int):
-    """One hostile message of the mode (None until the team's own traffic has been seen)."""
-    from seqwm_msgs.msg import MocapFrame
-    if args.mode in ('mocap-host', 'mocap-follow', 'twin-bridge'):
-        real: MocapFrame | None = latest.get('frame')     # type: ignore[assignment]
+class Forger:
+    """The hostile messages of a mode, serialised: built again only when the team's own
+    message they copy changes (a frame's stamp is set per message), so sending costs little."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.source = None
+        self.variants: list = []
+
+    def next(self, latest: dict, k: int) -> bytes | None:
+        from rclpy.serialization import serialize_message
+        frame_mode = self.args.mode in ('mocap-host', 'mocap-follow', 'twin-bridge')
+        real = latest.get('frame' if frame_mode else 'intent')
         if real is None:
             return None
+        if real is not self.source:
+            self.source, self.variants = real, self._variants(real)
+        msg = self.variants[k % len(self.variants)]
+        if frame_mode:
+            if self.args.mode == 'mocap-host':
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 10**9)
+            elif self.args.mode == 'mocap-follow':    # just after the newest real frame
+                msg.header.stamp.nanosec = min(real.header.stamp.nanosec + 1000 * (k % 900 + 1),
+                                               999_999_999)
+            msg.frame_number = real.frame_number + 1
+            return serialize_message(msg)
+        return msg
+
+    def _variants(self, real) -> list:
+        from rclpy.serialization import serialize_message
         msg = copy.deepcopy(real)
         msg.header.frame_id = MARK
-        for body, pose in zip(msg.names, msg.poses):
-            if body.startswith('go2w'):
-                pose.position.x += args.offset
-        if args.mode == 'mocap-host':
-            ns = time.time_ns()
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
-        elif args.mode == 'mocap-follow':     # just after the newest real frame, on its clock
-            msg.header.stamp.nanosec = min(msg.header.stamp.nanosec + 1000 * (k % 900 + 1),
-                                           999_999_999)
-        msg.frame_number += 1
-        return msg
-    real_intent = latest.get('intent')
-    if real_intent is None:
-        return None
-    msg = copy.deepcopy(real_intent)
-    msg.header.frame_id = MARK
-    if args.mode == 'spoof-intent':       # this tick and the next, in range, commands reversed
-        msg.tick = int(real_intent.tick) + (k % 2)
-        msg.actions = [-float(a) for a in msg.actions]
-        return msg
-    kind = k % 3                          # flood-intent: stale, repeated, malformed
-    if kind == 0:
-        msg.tick = max(int(msg.tick) - 50, 0)
-    elif kind == 2:
-        msg.latent_dim = int(msg.latent_dim) + 32
-    return msg
+        if self.args.mode in ('mocap-host', 'mocap-follow', 'twin-bridge'):
+            for body, pose in zip(msg.names, msg.poses):
+                if body.startswith('go2w'):
+                    pose.position.x += self.args.offset
+            return [msg]
+        out = []
+        if self.args.mode == 'spoof-intent':   # this tick and the next, in range, reversed
+            for ahead in (0, 1):
+                m = copy.deepcopy(msg)
+                m.tick = int(real.tick) + ahead
+                m.actions = [-float(a) for a in m.actions]
+                out.append(m)
+        else:                                   # flood-intent: stale, repeated, malformed
+            stale, bad = copy.deepcopy(msg), copy.deepcopy(msg)
+            stale.tick = max(int(msg.tick) - 50, 0)
+            bad.latent_dim = int(msg.latent_dim) + 32
+            out = [stale, msg, bad]
+        return [serialize_message(m) for m in out]
 
 
 def _bag_messages(path: Path | None, node, qos):

