@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -23,14 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import emit  # noqa: E402
 
 
+PREFIX = os.environ.get('STRANGER_PREFIX', '').split()
+
+
 def episode(runs: Path, mode: str | None, rate: float) -> dict:
     from seqwm_bringup.demo import run_demo
     proc = None
     report = runs / 'stranger.json'
     if mode:
-        proc = subprocess.Popen([sys.executable, '-m', 'seqwm_bringup.strangers', mode,
+        proc = subprocess.Popen(PREFIX + [sys.executable, '-m', 'seqwm_bringup.strangers', mode,
                                  '--rate', str(rate), '--report', str(report)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=open(runs / "stranger.log", "w"))
+    own = resource.getrusage(resource.RUSAGE_SELF)
     try:
         _, summary = run_demo('pushbox', ['go2w_1', 'go2w_2'], None, None, timeout_s=150.0,
                               runs_dir=runs)
@@ -38,10 +43,18 @@ def episode(runs: Path, mode: str | None, rate: float) -> dict:
         if proc is not None:
             proc.send_signal(signal.SIGINT)
             proc.wait(20)
+    if mode and (proc.returncode != 0 or not report.exists()):
+        raise SystemExit(f'the stranger failed (exit {proc.returncode}): '
+                         f'{(runs / "stranger.log").read_text()[-2000:]}')
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    recorder_cpu_s = after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime
     f = summary['agents']['go2w_2']
     m = f['intent_modes']
     planning = m['fresh'] + m['cached'] + m['masked']
     return {'cpu_percent': summary['processes']['cpu_percent'].get('/go2w_2/agent'),
+            'all_cpu_percent': summary['processes']['cpu_percent'],
+            'recorder_cpu_s': round(recorder_cpu_s, 1),
+            'planning_ms': {r: summary['agents'][r].get('planning_ms') for r in ('go2w_1', 'go2w_2')},
             'fresh_fraction': round(m['fresh'] / planning, 3) if planning else None,
             'rejected': f['rejected_inputs'], 'success': summary['success'],
             'stranger': json.loads(report.read_text()) if mode and report.exists() else None}

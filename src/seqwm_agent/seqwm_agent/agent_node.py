@@ -5,11 +5,12 @@ Topics (relative names resolve in the robot's namespace, e.g. /go2w_2/intent):
   sub predecessor_intent    seqwm_msgs/Intent              INBOX_QOS (order index > 0; remapped
                                                            to /<predecessor>/intent by the graph),
                                                            only from the predecessor's agent
-Both are taken raw with the publisher's GID; the node names the GID's node from the ROS graph,
-the runtime admits or refuses the publisher (runtime/sources.py), and only an admitted message
-is deserialised. Messages queued behind the one taken are drained at once (one callback for a
-burst: a flood must cost little): of the frames only the newest admitted one is used (a late
-frame is worse than none), the admitted intents are all handled, in order.
+Both are read by the node's `Inbox` thread, raw with the publisher's GID, and handed over in one
+callback: at once from a trusted source, batched from anyone else (a flood must cost the
+flooder, not the planner). The node names each GID's node from the ROS graph, the runtime
+admits or refuses the publisher (runtime/sources.py), and only an admitted message is
+deserialised: of consecutive frames only the newest admitted one is used (a late frame is worse
+than none), the admitted intents are all handled, in order.
   pub intent                seqwm_msgs/Intent              INTENT_QOS, one per planned tick
   pub status                seqwm_msgs/AgentStatus         STATUS_QOS, one per tick (and per dt
                                                            while the watchdog holds it stopped)
@@ -33,6 +34,7 @@ from rclpy.serialization import deserialize_message
 from seqwm_common.node import (INBOX_QOS, INPUTS_QOS, INPUTS_TOPIC, INTENT_QOS, INTENT_TOPIC,
                                MARKER_QOS, MARKER_TOPIC, MOCAP_TOPIC, PREDECESSOR_TOPIC,
                                STATUS_QOS, STATUS_TOPIC, StartupError, declare, log_line, run_node)
+from seqwm_common.inbox import Inbox, publisher_gid
 from seqwm_common.throttled_log import ThrottledLog
 from seqwm_msgs.msg import AgentInputs, AgentStatus, Intent, MocapFrame
 from visualization_msgs.msg import MarkerArray
@@ -82,15 +84,13 @@ class AgentNode(Node):
         self._marker_pub = self.create_publisher(MarkerArray, MARKER_TOPIC, MARKER_QOS)
         self._gid_nodes: dict[bytes, str] = {}       # publisher GID -> its node (ROS graph)
         self._graph_asked: dict[str, float] = {}
-        frames = self._guard(self._on_frame)
-        self._mocap_sub = self.create_subscription(MocapFrame, MOCAP_TOPIC,
-                                                   lambda raw, info: frames(raw, info),
-                                                   INBOX_QOS, raw=True)
+        self._inbox = Inbox(self, self._guard(self._on_inbox))
+        self._topics = {InputKind.FRAME: self._inbox.open(InputKind.FRAME.name, MocapFrame,
+                                                          MOCAP_TOPIC, INBOX_QOS)}
         if s.order_index > 0:
-            intents = self._guard(self._on_intent)
-            self._intent_sub = self.create_subscription(Intent, PREDECESSOR_TOPIC,
-                                                        lambda raw, info: intents(raw, info),
-                                                        INBOX_QOS, raw=True)
+            self._topics[InputKind.INTENT] = self._inbox.open(InputKind.INTENT.name, Intent,
+                                                              PREDECESSOR_TOPIC, INBOX_QOS)
+        self._inbox.start()
         # one-shot deadline timer (armed when a tick waits) and the periodic watchdog timer
         self._deadline_timer = self.create_timer(1.0, self._guard(self._on_timer))
         self._deadline_timer.cancel()
@@ -127,48 +127,42 @@ class AgentNode(Node):
         wrapped.__name__ = fn.__name__
         return wrapped
 
-    @staticmethod
-    def _drain(sub: Any, first: tuple[bytes, dict]) -> list[tuple[bytes, dict]]:
-        """The message taken and every one queued behind it (raw, with their info)."""
-        queued = [first]
-        with sub.handle:
-            while (more := sub.handle.take_message(sub.msg_type, True)) is not None:
-                queued.append(more)
-        return queued
-
-    def _on_frame(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
+    def _on_inbox(self, now: float) -> list[TickOutput]:
+        """Everything the inbox queued, in order of reception. Of consecutive frames only the
+        newest admitted one is used (a late frame is worse than none); every admitted intent is
+        handled. Only admitted messages are deserialised."""
+        queued = sorted(((info.get('received_timestamp', 0), kind, data, info)
+                         for kind in self._topics
+                         for data, info in self._inbox.take(kind.name)), key=lambda m: m[0])
         outputs: list[TickOutput] = []
-        newest = None
-        sub = self._mocap_sub
-        for data, meta in self._drain(sub, (raw, info)):
-            pub = self._publisher(sub.topic_name, meta)
-            ok, outs = self.runtime.admit(InputKind.FRAME, pub, now)
+        frame = None
+        for _, kind, data, info in queued:
+            pub = self._publisher(self._topics[kind], info)
+            ok, outs = self.runtime.admit(kind, pub, now)
             outputs += outs
-            if ok:
-                newest = (data, pub)
-        if newest is None:
-            return outputs
-        msg = deserialize_message(newest[0], MocapFrame)
-        return outputs + self.runtime.on_frame(mocap_sample_from_msg(msg), now, time.time_ns(),
-                                               newest[1])
-
-    def _on_intent(self, raw: bytes, info: dict, now: float) -> list[TickOutput]:
-        outputs: list[TickOutput] = []
-        sub = self._intent_sub
-        for data, meta in self._drain(sub, (raw, info)):
-            pub = self._publisher(sub.topic_name, meta)
-            ok, outs = self.runtime.admit(InputKind.INTENT, pub, now)
-            outputs += outs
-            if ok:
-                msg = deserialize_message(data, Intent)
-                outputs += self.runtime.on_intent(intent_message_from_msg(msg), now, pub)
+            if not ok:
+                continue
+            if kind == InputKind.FRAME:
+                frame = (data, pub)
+                continue
+            if frame is not None:
+                outputs += self._frame(*frame, now)
+                frame = None
+            msg = deserialize_message(data, Intent)
+            outputs += self.runtime.on_intent(intent_message_from_msg(msg), now, pub)
+        if frame is not None:
+            outputs += self._frame(*frame, now)
         return outputs
+
+    def _frame(self, data: bytes, pub: Publisher, now: float) -> list[TickOutput]:
+        msg = deserialize_message(data, MocapFrame)
+        return self.runtime.on_frame(mocap_sample_from_msg(msg), now, time.time_ns(), pub)
 
     def _publisher(self, topic: str, info: dict) -> Publisher:
         """Who published a message: its GID (message info) and that GID's node (ROS graph,
         asked again at most every 50 ms while a GID or its node is unknown: DDS discovery may
         know an endpoint before the ROS discovery info names its node)."""
-        gid = bytes((info.get('publisher_gid') or {}).get('data', b''))
+        gid = publisher_gid(info)
         node = self._gid_nodes.get(gid)
         if node is None:
             now = time.monotonic()
@@ -178,6 +172,9 @@ class AgentNode(Node):
                     if e.node_name and not e.node_name.startswith('_NODE_NAME_UNKNOWN'):
                         ns = e.node_namespace.rstrip('/')
                         self._gid_nodes[bytes(e.endpoint_gid)] = f'{ns}/{e.node_name}'
+                sources = {g.node for g in self.runtime.sources.values()}
+                self._inbox.trusted = frozenset(g for g, n in self._gid_nodes.items()
+                                                if n in sources)
             node = self._gid_nodes.get(gid, '')
         return Publisher(node, gid)
 
@@ -238,6 +235,7 @@ class AgentNode(Node):
         if self._closed:
             return
         self._closed = True
+        self._inbox.close()
         try:
             out = self.runtime.stop(time.monotonic(), 'shutdown', 'node shutting down')
             if self.context.ok():

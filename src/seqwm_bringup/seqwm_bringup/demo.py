@@ -46,6 +46,7 @@ class Recorder:
         from rclpy.serialization import deserialize_message
 
         from seqwm_agent.bag import BagWriter
+        from seqwm_common.inbox import Inbox
         from geometry_msgs.msg import Twist
         from seqwm_msgs.msg import AgentInputs, AgentStatus, Intent, MocapFrame
         from std_msgs.msg import String
@@ -59,6 +60,7 @@ class Recorder:
         self.node = Node('seqwm_demo_recorder', context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self.inbox = Inbox(self.node, self._store, batch_s=0.05)
         self.bag = BagWriter(bag_dir)
         self.messages: dict[str, list[tuple[int, object]]] = {}
         self._raw: dict[str, list[tuple[int, bytes]]] = {}
@@ -82,20 +84,21 @@ class Recorder:
             qos = (latched if topic == '/arena/episode' else
                    history if topic.endswith(('/status', '/inputs')) and topic != '/mocap/status'
                    else best_effort)
-            self.node.create_subscription(cls, topic, self._callback(topic, cls), qos, raw=True)
+            self._raw[topic], self._types[topic] = [], cls
+            self.inbox.open(topic, cls, topic, qos)
+        self.inbox.start()
 
-    def _callback(self, topic: str, cls):
-        # Keep the receive path cheap (keep the bytes): a recorder that falls behind loses
-        # best-effort messages. The bag is written and messages decoded after the run.
-        raw_store = self._raw.setdefault(topic, [])
-        self._types[topic] = cls
-
-        def on_message(raw: bytes) -> None:
-            raw_store.append((time.time_ns(), raw))     # the bag is written after the run
-        return on_message
+    def _store(self) -> None:
+        # Keep the receive path cheap (keep the bytes, stamped when DDS received them, read by
+        # the inbox thread in batches): a recorder that falls behind loses best-effort messages,
+        # and a flood on a team topic must not take the team's CPU. The bag is written and
+        # messages decoded after the run.
+        for topic, store in self._raw.items():
+            store += [(info['received_timestamp'], raw) for raw, info in self.inbox.take(topic)]
 
     def decoded(self, topic: str) -> list:
         """Messages of `topic` received so far, deserialised (cached)."""
+        self._store()
         raw, done = self._raw.get(topic, []), self.messages.setdefault(topic, [])
         for now, data in raw[len(done):]:
             done.append((now, self._deserialize(data, self._types[topic])))
@@ -111,6 +114,8 @@ class Recorder:
         return json.loads(eps[-1][1].data) if eps else None
 
     def close(self) -> None:
+        self.inbox.close()
+        self._store()
         self.executor.shutdown()
         self.node.destroy_node()
         if self.context.ok():

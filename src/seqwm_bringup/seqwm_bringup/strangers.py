@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     intents = node.create_publisher(Intent, intent_topic, qos)
     bag = _bag_messages(args.bag, node, qos) if args.mode == 'bag' else None
 
-    sent, k, t0 = 0, 0, time.monotonic()
+    sent, k, t0, first = 0, 0, time.monotonic(), None
     period = 1.0 / args.rate
     forged = Forger(args)
     while not stop:
@@ -77,13 +77,15 @@ def main(argv: list[str] | None = None) -> int:
         k += 1
         if args.mode == 'bag':
             sent += bag(time.monotonic() - t0)
+            first = t0
         else:
             data = forged.next(latest, k)
             if data is not None:
                 (intents if args.mode.endswith('intent') else frames).publish(data)
                 sent += 1
+                first = time.monotonic() if first is None else first
         time.sleep(max(0.0, t0 + k * period - time.monotonic()))
-    wall = time.monotonic() - t0
+    wall = time.monotonic() - (first if first is not None else t0)    # since the first sent
     if args.report:
         args.report.write_text(json.dumps({'mode': args.mode, 'node': node.get_fully_qualified_name(),
                                            'sent': sent, 'duration_s': round(wall, 3),

@@ -8,7 +8,7 @@ QoS decisions, named once for the whole team:
 * INBOX_QOS: how the agent subscribes to both. A DDS reader keeps one history for all writers
   of a topic, so with keep last 1 a flood from a stranger (refused later, by publisher) would
   push the real frame or intent out before the agent reads it; 128 covers a 1 kHz flood over
-  the longest planning (the agent then drains the queue in one callback and refuses a
+  the longest planning (the agent's `Inbox` thread takes the queue, and the node refuses a
   stranger's message before deserialising it).
 * STATUS_QOS: one per tick, every one matters to a monitor or a bag. Transient local with 10 s
   of history: a recorder or monitor that discovers the node late (DDS discovery can take a
