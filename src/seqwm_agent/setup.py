@@ -43,6 +43,7 @@ setup(
             'seqwm-eval = seqwm_agent.train.evaluate:main',
             'seqwm-curves = seqwm_agent.train.curves:main',
             'seqwm-models = seqwm_agent.train.report:main',
+            'seqwm-budget = seqwm_agent.train.budget:main',
             'seqwm-replay = seqwm_agent.replay:main',
             'seqwm-baseline = seqwm_agent.baselines.cli:main',
         ],

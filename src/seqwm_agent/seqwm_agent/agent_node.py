@@ -102,7 +102,9 @@ class AgentNode(Node):
             f'{s.robot_name}: order index {s.order_index} of {list(s.team)}{pred}; model set '
             f'{rt.manifest.model_set_id} ({model_dir}, agent_{s.order_index}.pt), horizon '
             f'{rt.layout.horizon}, latent {rt.layout.latent_dim}; dt {rt.dt} s (manifest), '
-            f'intent deadline {s.intent_deadline_s} s, cache {s.cache_max_age_ticks} ticks, stale '
+            f'chain: plan {1e3 * rt.timing.plan_s:.1f} + hop {1e3 * rt.timing.hop_s:.1f} ms a '
+            f'step, waits {1e3 * rt.timing.deadline_s(s.order_index):.1f} ms for its '
+            f'predecessor, cache {s.cache_max_age_ticks} ticks, stale '
             f'timeout {s.stale_timeout_s} s; backend {values["backend"]}; arena bounds '
             f'{tuple(round(b, 3) for b in rt.arena_bounds)}')
 

@@ -22,6 +22,7 @@ from .backends.topic import TopicBackendConfig
 from .backends.unitree import UnitreeBackendConfig
 from .core.command import CommandLimits
 from .paths import model_dir_for_team, resolve_data_path, where_searched
+from .runtime.chain import PRESETS
 from .runtime.sources import BRIDGE_NODE
 from .task_registry import TASK_NAMES
 
@@ -120,9 +121,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p('torch_threads', 1, 'torch CPU threads (0: torch default); keep equal for bit-exact replay',
        0, 64),
     # timing
-    _p('intent_deadline_s', 0.05, "how long after a tick's first frame to wait for the "
-       "predecessor's intent of that tick before planning on the cache, s (< the model's dt)",
-       0.0, 1.0),
+    _p('plan_budget_ms', 0.0, "one robot's planning time, p99, ms, for the chain's timing: "
+       "order index k waits k * (plan + hop) after its frame for its predecessor's intent "
+       "(runtime/chain.py); 0 = the model's measured figure (manifest deployment.plan_ms, "
+       'seqwm-budget); measure it on the robot\'s computer', 0.0, 1000.0),
+    _p('hop_budget_ms', 0.0, 'one intent hop between two agents, p99, ms; 0 = the loopback '
+       "measurement (runtime/chain.py LOOPBACK_HOP_MS); measure the team's network", 0.0, 1000.0),
     _p('cache_max_age_ticks', 3, 'a cached predecessor intent older than this many ticks is '
        'masked', 0, 100),
     _p('stale_timeout_s', 0.3, 'stop when no usable mocap frame (own body tracked) arrived for '
@@ -159,6 +163,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p('gate_y', NAN, 'gate / shepherd: gate centre y, m (NaN: task config)', -100.0, 100.0,
        unset_nan=True),
     # planner overrides (default: the manifest's planner section)
+    _p('planner.preset', 'deployment', "sampling settings: the model's deployment planner "
+       "(manifest, chosen by seqwm-budget) or the paper's (512 samples, 64 elites, 6 "
+       'iterations; its measured time then sets the chain timing)', choices=PRESETS),
     _p('planner.iterations', 0, 'MPPI iterations K (0: manifest)', 0, 100),
     _p('planner.num_samples', 0, 'Gaussian candidate sequences N_p (0: manifest)', 0, 65536),
     _p('planner.early_stop', 'manifest', 'KL early stop', choices=('manifest', 'on', 'off')),
@@ -311,7 +318,8 @@ def settings_from_values(v: Mapping[str, Any]):
     limits = CommandLimits(**{k: v[f'limits.{k}'] for k in describe_parameters(CommandLimits)})
     settings = AgentSettings(
         robot_name=v['robot_name'], order_index=v['order_index'], team=tuple(v['team']),
-        task=v['task'], predecessor=v['predecessor'], intent_deadline_s=v['intent_deadline_s'],
+        task=v['task'], predecessor=v['predecessor'], plan_budget_ms=v['plan_budget_ms'],
+        hop_budget_ms=v['hop_budget_ms'], planner_preset=v['planner.preset'],
         cache_max_age_ticks=v['cache_max_age_ticks'], stale_timeout_s=v['stale_timeout_s'],
         mocap_future_s=v['mocap_future_s'], max_body_speed_mps=v['max_body_speed_mps'],
         jump_margin_m=v['jump_margin_m'], mocap_source=v['mocap_source'],

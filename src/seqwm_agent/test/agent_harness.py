@@ -20,8 +20,9 @@ sys.path.insert(0, str(HERE))
 from agent_team import MODEL_SET_ID, PLANNER, TEAM, model_config  # noqa: E402
 
 # Generous for a loaded 2-core machine: agent 1 plans in ~5 ms alone, much slower when a
-# trainer shares the cores.
-AGENT_PARAMS = {'intent_deadline_s': 0.08, 'cache_max_age_ticks': 3,
+# trainer shares the cores; go2w_2 waits plan + hop = 80 ms for go2w_1's intent and the chain
+# of two still fits the 100 ms tick (80 + 20).
+AGENT_PARAMS = {'plan_budget_ms': 20.0, 'hop_budget_ms': 60.0, 'cache_max_age_ticks': 3,
                 'stale_timeout_s': 0.5, 'torch_threads': 1, 'log_throttle_s': 1.0}
 START_TIMEOUT = 90.0
 

@@ -33,7 +33,7 @@ def test_every_parameter_is_described_and_its_default_passes_its_own_check():
         if not p.required:
             check_value(p, p.default)
     for name in ('robot_name', 'order_index', 'team', 'predecessor', 'task', 'model_dir',
-                 'device', 'intent_deadline_s', 'cache_max_age_ticks', 'stale_timeout_s',
+                 'device', 'plan_budget_ms', 'hop_budget_ms', 'cache_max_age_ticks', 'stale_timeout_s',
                  'limits.vx', 'limits.ax', 'lowpass_cutoff_hz', 'backend', 'topic.topic',
                  'unitree.network_interface', 'unitree.domain_id', 'arena_min_x', 'target_x',
                  'target_y', 'planner.iterations', 'planner.early_stop', 'planner.kl_threshold',
@@ -42,7 +42,7 @@ def test_every_parameter_is_described_and_its_default_passes_its_own_check():
 
 
 @pytest.mark.parametrize('name,value,words', [
-    ('intent_deadline_s', 5.0, 'parameter intent_deadline_s = 5.0 is out of range [0, 1]'),
+    ('plan_budget_ms', 5000.0, 'parameter plan_budget_ms = 5000.0 is out of range [0, 1000]'),
     ('stale_timeout_s', -1.0, 'parameter stale_timeout_s'),
     ('limits.vx', 0.0, 'parameter limits.vx'),
     ('cache_max_age_ticks', 1000, 'parameter cache_max_age_ticks'),
@@ -50,7 +50,8 @@ def test_every_parameter_is_described_and_its_default_passes_its_own_check():
     ('backend', 'ros1', "parameter backend must be one of ['topic', 'unitree']"),
     ('task', 'football', 'parameter task'),
     ('order_index', 1.5, 'parameter order_index must be an integer'),
-    ('intent_deadline_s', 'fast', 'parameter intent_deadline_s must be a number'),
+    ('hop_budget_ms', 'fast', 'parameter hop_budget_ms must be a number'),
+    ('planner.preset', 'tiny', "parameter planner.preset must be one of ['deployment', 'paper']"),
     ('arena_min_x', math.inf, 'parameter arena_min_x'),
 ])
 def test_out_of_range_values_are_refused_naming_the_parameter(name, value, words):
@@ -107,16 +108,17 @@ def test_docs_table_is_the_generated_one():
 
 def test_node_process_refuses_to_start_with_a_message_naming_the_parameter(spawn, tmp_path):
     model_dir = write_team(tmp_path / 'models')
-    bad = start_agent(spawn, tmp_path, 'go2w_1', model_dir, name='bad_deadline',
-                      intent_deadline_s=5.0)
-    slow = start_agent(spawn, tmp_path, 'go2w_2', model_dir, name='late_deadline',
-                       intent_deadline_s=0.1)                  # not below the model's dt 0.1
+    bad = start_agent(spawn, tmp_path, 'go2w_1', model_dir, name='bad_budget',
+                      plan_budget_ms=5000.0)
+    slow = start_agent(spawn, tmp_path, 'go2w_2', model_dir, name='slow_chain',
+                       plan_budget_ms=30.0)                    # 30 + 60 + 30 ms > dt 100 ms
     no_model = start_agent(spawn, tmp_path, 'go2w_2', tmp_path / 'nowhere', name='no_model')
     wait_for(lambda: all(p.poll() is not None for p in (bad, slow, no_model)), 60.0,
              what='the agents to exit')
     assert bad.returncode == slow.returncode == no_model.returncode == 2
-    assert 'parameter intent_deadline_s = 5.0 is out of range [0, 1]' in spawn.log_text(bad)
-    assert "intent_deadline_s 0.1 must be shorter than the model's dt 0.1" in spawn.log_text(slow)
+    assert 'parameter plan_budget_ms = 5000.0 is out of range [0, 1000]' in spawn.log_text(bad)
+    assert ('a chain of 2 robots needs 120.0 ms to the last command (1 x (plan 30.0 + hop 60.0 '
+            'ms) + plan), more than the 100 ms control period') in spawn.log_text(slow)
     log = spawn.log_text(no_model)
     assert 'manifest' in log and 'Traceback' not in log
     assert '[go2w_2.agent]: cannot start' in log, 'start-up errors are logged under the node name'

@@ -36,7 +36,8 @@ RECORDER_LAG = 0.002           # the recorder receives 2 ms after the robots
 def params(k: int, model_dir: Path) -> dict:
     return {'robot_name': TEAM[k], 'order_index': k, 'team': list(TEAM), 'task': 'pushbox',
             'predecessor': TEAM[k - 1] if k else '', 'model_dir': str(model_dir),
-            'deterministic': True, 'intent_deadline_s': 0.05, 'stale_timeout_s': 0.3}
+            'deterministic': True, 'plan_budget_ms': 25.0, 'hop_budget_ms': 25.0,
+            'stale_timeout_s': 0.3}
 
 
 def runtime(k: int, model_dir: Path) -> AgentRuntime:

@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory) -> Path:
 def settings(k: int, **kw) -> AgentSettings:
     base = dict(robot_name=TEAM[k], order_index=k, team=TEAM, task='pushbox',
                 predecessor=TEAM[k - 1] if k else '', cache_max_age_ticks=3,
-                stale_timeout_s=0.3)
+                stale_timeout_s=0.3, plan_budget_ms=25.0, hop_budget_ms=25.0)   # waits 50 ms
     base.update(kw)
     return AgentSettings(**base)
 
@@ -448,12 +448,18 @@ def test_acceleration_limit_uses_the_ticks_capture_times(model_dir):
 # ---- construction -------------------------------------------------------------------------------
 def test_models_that_do_not_fit_the_robot_are_refused_at_start(tmp_path):
     fast = write_team(tmp_path / 'dt', dt=0.05)                 # the manifest fixes dt
-    with pytest.raises(AgentError, match="intent_deadline_s 0.05 must be shorter than the "
-                                         "model's dt 0.05"):
-        AgentRuntime.load(settings(1), fast)
-    assert AgentRuntime.load(settings(1, intent_deadline_s=0.02), fast).dt == 0.05
+    with pytest.raises(AgentError, match=r'a chain of 2 robots needs 55.0 ms to the last command '
+                                         r'\(1 x \(plan 25.0 \+ hop 5.0 ms\) \+ plan\), more '
+                                         r'than the 50 ms control period'):
+        AgentRuntime.load(settings(1, plan_budget_ms=25.0, hop_budget_ms=5.0), fast)
+    rt = AgentRuntime.load(settings(1, plan_budget_ms=20.0, hop_budget_ms=5.0), fast)
+    assert rt.dt == 0.05 and rt.scheduler.deadline_s == pytest.approx(0.025)
+    with pytest.raises(AgentError, match='no measured planning time'):
+        AgentRuntime.load(settings(1, plan_budget_ms=0.0),
+                          write_team(tmp_path / 'unmeasured', deployment={}))
     with pytest.raises(AgentError, match='lowpass_cutoff_hz 12.0 must be below the Nyquist'):
-        AgentRuntime.load(settings(0, intent_deadline_s=0.02, lowpass_cutoff_hz=12.0), fast)
+        AgentRuntime.load(settings(0, lowpass_cutoff_hz=12.0, plan_budget_ms=20.0,
+                                   hop_budget_ms=5.0), fast)
     three = ('go2w_1', 'go2w_2', 'go2w_3')
     with pytest.raises(AgentError, match='team size mismatch: .* for 2 robots, the team has 3 '
                                          r'\(go2w_1, go2w_2, go2w_3\)'):

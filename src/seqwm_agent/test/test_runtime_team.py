@@ -33,9 +33,16 @@ def obs(batch: int) -> torch.Tensor:
     return torch.randn(batch, 2, model_config().obs_dim, generator=torch.Generator().manual_seed(4))
 
 
+# Robots budget planning 20 ms and hops 5 ms: robot 2 waits 25 ms. Planning takes 15 ms: the
+# intent arrives at 20 ms.
+ON_TIME = LinkConfig(plan_ms=(15.0, 15.0), hop_ms=(5.0, 5.0), budget_ms=(20.0, 5.0))
+# The same robots on a computer that plans in 70 ms: the intent arrives at 75 ms, after the wait.
+SLOW = LinkConfig(plan_ms=(70.0, 70.0), hop_ms=(5.0, 5.0), budget_ms=(20.0, 5.0))
+
+
 @pytest.mark.parametrize('link,fresh,cached,masked,trigger', [
-    (LinkConfig(latency_s=0.02), 1.0, 0.0, 0.0, Trigger.INTENT),      # on time: always fresh
-    (LinkConfig(latency_s=0.08), 0.0, 5 / 6, 1 / 6, Trigger.DEADLINE),  # late: next tick's cache
+    (ON_TIME, 1.0, 0.0, 0.0, Trigger.INTENT),                          # on time: always fresh
+    (SLOW, 0.0, 5 / 6, 1 / 6, Trigger.DEADLINE),                       # late: next tick's cache
     (LinkConfig(loss=1.0), 0.0, 0.0, 1.0, Trigger.DEADLINE),           # every intent lost
 ])
 def test_follower_mode_follows_the_intent_timing(link, fresh, cached, masked, trigger):
@@ -48,7 +55,7 @@ def test_follower_mode_follows_the_intent_timing(link, fresh, cached, masked, tr
 
 
 def test_a_late_intent_is_planned_on_shifted_by_one_tick():
-    t = team(1, LinkConfig(latency_s=0.08))
+    t = team(1, SLOW)
     run(t, 3, obs(1))
     ctl = t.controllers[1]
     assert ctl.cache.ticks.tolist() == [2]                              # tick 2's, arrived late
@@ -59,7 +66,7 @@ def test_a_late_intent_is_planned_on_shifted_by_one_tick():
 def test_teams_of_a_batch_equal_teams_run_alone():
     """B teams in one TeamRuntime give the commands each team gets in a runtime of its own."""
     o = obs(3)
-    link = LinkConfig(latency_s=0.02, loss=0.0)
+    link = LinkConfig(plan_ms=(5.0, 30.0), loss=0.0)        # planning time drawn per team
     together = run(team(3, link), 4, o)
     for b in range(3):
         alone = team(1, link)

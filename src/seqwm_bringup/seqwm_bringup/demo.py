@@ -159,6 +159,9 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
             'ticks': len(statuses),
             'planning_ms': _percentiles([s.planning_time_ms for s in statuses
                                          if s.mode != AgentStatus.MODE_STOPPED]),
+            # from the tick's frame arriving at this robot to its command: the chain's latency
+            'command_ms': _percentiles([s.wait_ms + s.planning_time_ms for s in statuses
+                                        if s.mode != AgentStatus.MODE_STOPPED]),
             'planner_iterations_mean': round(float(np.mean([s.planner_iterations for s in statuses])), 2)
             if statuses else None,
             'intent_modes': modes,

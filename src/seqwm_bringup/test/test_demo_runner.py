@@ -81,7 +81,8 @@ def test_demo_episode_writes_summary_plot_and_a_bag_that_replays_to_the_same_com
     # the scheduler really decides again: with a deadline too short for any intent, the
     # replayed robot 2 runs its ticks at the deadline, on the cache, and replay says so
     params = load_params(run / 'params' / 'go2w_2.agent.yaml', 'go2w_2')
-    hurried = replay(run / 'bag', 'go2w_2', {**params, 'intent_deadline_s': 0.0005})
+    hurried = replay(run / 'bag', 'go2w_2', {**params, 'plan_budget_ms': 0.0004,
+                                             'hop_budget_ms': 0.0001})
     assert not hurried.decisions_identical
     pairs = {(rec, got) for _, rec, got in hurried.trigger_mismatches}
     assert ('intent', 'deadline') in pairs and {got for _, got in pairs} == {'deadline'}, pairs

@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize('n', [2, 3, 4, 5])
 def test_gate_graph_chains_every_agent_to_its_predecessor(n):
     robots = [f'go2w_{k + 1}' for k in range(n)]
-    nodes = build_graph('gate', robots, {'agent': {'intent_deadline_s': 0.04}}, sim=True)
+    nodes = build_graph('gate', robots, {'agent': {'hop_budget_ms': 3.0}}, sim=True)
     agents = [x for x in nodes if x.executable == 'agent']
     assert [a.namespace for a in agents] == [f'/{r}' for r in robots]
     assert [a.parameters['order_index'] for a in agents] == list(range(n))
@@ -24,7 +24,7 @@ def test_gate_graph_chains_every_agent_to_its_predecessor(n):
     for k in range(1, n):
         assert agents[k].remappings == (('predecessor_intent', f'/{robots[k - 1]}/intent'),)
         assert agents[k].parameters['predecessor'] == robots[k - 1]
-    assert all(a.parameters['team'] == robots and a.parameters['intent_deadline_s'] == 0.04
+    assert all(a.parameters['team'] == robots and a.parameters['hop_budget_ms'] == 3.0
                for a in agents)
     assert len({a.fqn for a in nodes}) == len(nodes), 'node names must be unique'
     # each agent admits frames and intents only from these nodes (runtime/sources.py)

@@ -113,7 +113,7 @@ def test_an_agent_that_cannot_start_shuts_the_team_down_with_its_logged_reason(t
     nodes = team_nodes('pushbox', ['go2w_1', 'go2w_2'], None, None, str(model_dir), sim=True)
     for n in nodes:
         if n.namespace == '/go2w_2':
-            n.parameters['intent_deadline_s'] = 5.0    # longer than the model's dt: refused
+            n.parameters['plan_budget_ms'] = 500.0     # the chain cannot fit the tick: refused
     said: list[str] = []
     runner = TeamRunner(nodes, tmp_path, policy=ExitPolicy('restart'), report=said.append)
     runner.start()
@@ -123,7 +123,7 @@ def test_an_agent_that_cannot_start_shuts_the_team_down_with_its_logged_reason(t
         runner.stop(timeout=10.0)
     assert len(said) == 1 and said[0].startswith('robot go2w_2 (/go2w_2/agent) start-up failed')
     # the agent logged its start-up error under its own node name, and the message quotes it
-    assert '[go2w_2.agent]: cannot start:' in said[0] and 'intent_deadline_s' in said[0]
+    assert '[go2w_2.agent]: cannot start:' in said[0] and 'control period' in said[0]
 
 
 @pytest.mark.parametrize('task', ['pushbox', 'gate', 'shepherd'])

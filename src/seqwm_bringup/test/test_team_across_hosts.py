@@ -121,7 +121,7 @@ def test_cutting_a_robot_host_link_sends_its_successor_to_cache_then_mask_and_ba
     model_dir = write_team(tmp_path / 'models')
     nodes = team_nodes('pushbox', ['go2w_1', 'go2w_2'], None, None, str(model_dir), sim=True,
                        overrides={'arena': {'episode_s': 120.0, 'start_grace_s': 1.0},
-                                  'agent': {'intent_deadline_s': 0.08,
+                                  'agent': {'plan_budget_ms': 20.0, 'hop_budget_ms': 60.0,
                                             'cache_max_age_ticks': CACHE_MAX_AGE,
                                             'stale_timeout_s': 0.5}})
     host = {'/arena': 'arena', '/mocap_bridge': 'arena', '/go2w_1/agent': 'r1',

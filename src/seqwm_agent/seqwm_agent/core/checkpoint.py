@@ -6,7 +6,8 @@
 The manifest records the architecture and widths (ModelConfig), the observation spec (the name
 of every observation element, in order), the action scaling, the control period dt, the team
 order (robot names by order index), the model-set id (refused when a peer's intents carry
-another), the sha256 of each agent file, and free-form `training` / `evaluation` / `planner`
+another), the sha256 of each agent file, and free-form `training` / `evaluation` / `planner` /
+`deployment`
 sections that the trainer fills. Loading verifies all of it and raises CheckpointError naming
 what does not match: missing or unreadable files, wrong hash (corruption, truncation, a file
 from another run), missing or unexpected tensors, shapes that contradict the widths, an
@@ -70,6 +71,9 @@ class Manifest:
     planner: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    # the deployment planner's measured cost and how it was chosen (seqwm-budget): plan_ms
+    # {p50, p99} at B = 1 on `machine`, the grid file, `paper`: the paper settings' plan_ms
+    deployment: dict[str, Any] = field(default_factory=dict)
     architecture: str = ARCHITECTURE
 
     def __post_init__(self) -> None:
@@ -113,6 +117,7 @@ class Manifest:
             'action_scaling': dict(self.action_scaling), 'model': self.model.to_dict(),
             'files': dict(self.files), 'planner': dict(self.planner),
             'training': dict(self.training), 'evaluation': dict(self.evaluation),
+            **({'deployment': dict(self.deployment)} if self.deployment else {}),
         }
 
     @classmethod
@@ -148,7 +153,8 @@ class Manifest:
                    action_scaling=dict(d['action_scaling']), dt=d['dt'], order=list(d['order']),
                    task=str(d.get('task', '')), files={str(k): str(v) for k, v in d['files'].items()},
                    planner=dict(d.get('planner') or {}), training=dict(d.get('training') or {}),
-                   evaluation=dict(d.get('evaluation') or {}))
+                   evaluation=dict(d.get('evaluation') or {}),
+                   deployment=dict(d.get('deployment') or {}))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

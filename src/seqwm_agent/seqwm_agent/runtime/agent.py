@@ -46,6 +46,7 @@ from ..paths import team_mismatch
 from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
 from ..task_registry import TASK_NAMES, task_info
+from .chain import PRESETS, TimingError, chain_timing, preset_planner
 from .controller import Controller
 from .journal import (ACCEPTED, LATE, REPEAT, InputKind, InputRecord, Journal, frame_digest,
                       intent_digest)
@@ -98,7 +99,10 @@ class AgentSettings:
     team: tuple[str, ...]
     task: str
     predecessor: str = ''
-    intent_deadline_s: float = 0.05
+    # the chain's timing (runtime/chain.py): one robot's planning p99 (0: the model's measured
+    # deployment figure) and one intent hop's (0: the loopback measurement), ms
+    plan_budget_ms: float = 0.0
+    hop_budget_ms: float = 0.0
     cache_max_age_ticks: int = 3
     stale_timeout_s: float = 0.3
     # mocap plausibility: stamps at most this far ahead of this host's clock, bodies no faster
@@ -113,7 +117,9 @@ class AgentSettings:
     lowpass_cutoff_hz: float = 2.0
     # Watchdog bounds (min_x, max_x, min_y, max_y); None: the task config's arena.
     arena_bounds: tuple[float, float, float, float] | None = None
-    # PlannerConfig keys replacing the manifest's `planner` section (iterations, early_stop, ...).
+    # 'deployment': the manifest's planner (chosen by seqwm-budget); 'paper': the paper's
+    # sampling settings. PlannerConfig keys in `planner_overrides` replace either.
+    planner_preset: str = 'deployment'
     planner_overrides: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     deterministic: bool = True
@@ -141,7 +147,11 @@ class AgentSettings:
             number('mocap_future_s', self.mocap_future_s, 0.0, lo_open=True)
             number('max_body_speed_mps', self.max_body_speed_mps, 0.0, lo_open=True)
             number('jump_margin_m', self.jump_margin_m, 0.0)
-            number('intent_deadline_s', self.intent_deadline_s, 0.0)
+            number('plan_budget_ms', self.plan_budget_ms, 0.0)
+            number('hop_budget_ms', self.hop_budget_ms, 0.0)
+            if self.planner_preset not in PRESETS:
+                raise ConfigError(f'planner_preset must be one of {PRESETS}, got '
+                                  f'{self.planner_preset!r}')
             number('lowpass_cutoff_hz', self.lowpass_cutoff_hz, 0.0, lo_open=True)
             integer('seed', self.seed, 0)
         except ConfigError as exc:
@@ -230,9 +240,14 @@ class AgentRuntime:
         self.dt = float(manifest.dt)
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise AgentError(f'the manifest dt must be positive, got {manifest.dt}')
-        if not s.intent_deadline_s < self.dt:
-            raise AgentError(f'intent_deadline_s {s.intent_deadline_s} must be shorter than the '
-                             f'model\'s dt {self.dt} (manifest)')
+        planner, measured = preset_planner(manifest, s.planner_preset)
+        try:
+            self.timing = chain_timing(self.dt, measured, s.plan_budget_ms, s.hop_budget_ms)
+        except TimingError as exc:
+            raise AgentError(f'{exc} (planner preset {s.planner_preset})') from None
+        problem = self.timing.check(n)
+        if problem:
+            raise AgentError(problem)
         if task_cfg is None:
             task_cfg = load_task_config(s.task, overrides={'num_robots': n})
         if task_cfg.name != s.task or task_cfg.num_robots != n:
@@ -250,7 +265,7 @@ class AgentRuntime:
         if not s.lowpass_cutoff_hz < 0.5 / self.dt:
             raise AgentError(f'lowpass_cutoff_hz {s.lowpass_cutoff_hz} must be below the Nyquist '
                              f'rate 0.5 / dt = {0.5 / self.dt:g} Hz (dt {self.dt} s, manifest)')
-        planner_dict = {**manifest.planner, **dict(s.planner_overrides), 'control_hz': 1.0 / self.dt}
+        planner_dict = {**planner, **dict(s.planner_overrides), 'control_hz': 1.0 / self.dt}
         try:
             pcfg = PlannerConfig.from_dict(planner_dict)
             chain = ChainSettings(s.limits, s.lowpass_cutoff_hz, 1.0 / self.dt)
@@ -269,8 +284,8 @@ class AgentRuntime:
                                      self.action_scale, batch=1,
                                      cache_max_age_ticks=s.cache_max_age_ticks,
                                      seed=s.seed if s.deterministic else None, device=s.device)
-        self.scheduler = Scheduler(s.order_index, s.intent_deadline_s, s.stale_timeout_s, self.dt,
-                                   robot=s.robot_name)
+        self.scheduler = Scheduler(s.order_index, self.timing.deadline_s(s.order_index),
+                                   s.stale_timeout_s, self.dt, robot=s.robot_name)
         self.expect = IntentExpectation(self.layout, manifest.model_set_id, s.predecessor,
                                         s.order_index - 1)
         self.bodies: tuple[str, ...] = s.team + task_info(s.task).object_bodies

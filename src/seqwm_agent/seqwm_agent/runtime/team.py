@@ -5,11 +5,14 @@ training collection, the intent-loss robustness check):
 
     every robot's mocap frame of tick t arrives at time tau_0 = t * dt
     robot 0 plans at once; for k = 1..n-1, robot k's `Scheduler` waits for robot k-1's intent:
-        it arrives `latency_s` after robot k-1 started its tick (planning + network), unless it
-        is lost (probability `loss`, independently per message);
-        before tau_0 + deadline_s: robot k plans on it (fresh, trigger INTENT), else at the
-        deadline on its cache (cached / masked, trigger DEADLINE) and the late intent, if it
-        comes, is the cache for tick t + 1 - exactly the rules of the robot's runtime.
+        it arrives robot k-1's planning time after robot k-1 started its tick, plus the hop's
+        median: the planning time drawn per robot and tick from a log-normal with the measured
+        median and p99 (runtime.chain), unless the message is lost (probability `loss`,
+        independently per message);
+        before tau_0 + timing.deadline_s(k) (k steps at their p99s, as the robot waits): robot k
+        plans on it (fresh, trigger INTENT), else at the deadline on its cache (cached / masked,
+        trigger DEADLINE) and the late intent, if it comes, is the cache for tick t + 1 -
+        exactly the rules of the robot's runtime.
     every robot: plan through its command chain, send the chain's command
 
 Each robot plans alone, with its own model, on what it received; `Controller` is the class the
@@ -29,24 +32,45 @@ from ..core.config import PlannerConfig
 from ..core.intent import IntentLayout
 from ..core.validate import integer, number
 from ..core.world_model import WorldModel
+from .chain import LOOPBACK_HOP_MS, ChainTiming
 from .controller import Controller
 from .scheduler import Run, Scheduler, Trigger
 
 
+# The planning time (p50, p99 ms at B = 1) of the deployment planner budgets chosen by
+# seqwm-budget on this machine, for simulated teams whose model has no measurement of its own
+# (training collection): see docs/trainer.md.
+DEFAULT_PLAN_MS = (5.0, 8.0)
+
+
 @dataclass(frozen=True)
 class LinkConfig:
-    """How intents travel between robots in simulation (the deployment's network and timing)."""
+    """How intents travel between robots in simulation: what planning and a hop take (p50, p99
+    ms; a robot's planning time is drawn per tick from a log-normal through both), what the
+    robots budget for them (plan, hop ms: their wait, runtime.chain; None: the p99s, as robots
+    configured from the same measurement), and message loss."""
 
-    latency_s: float = 0.025     # from the predecessor starting its tick to its intent arriving
+    plan_ms: tuple[float, float] = DEFAULT_PLAN_MS
+    hop_ms: tuple[float, float] = LOOPBACK_HOP_MS
     loss: float = 0.0            # probability that one intent message is lost
-    deadline_s: float = 0.05     # the agents' intent_deadline_s
     cache_max_age_ticks: int = 3
+    budget_ms: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        number('link.latency_s', self.latency_s, 0.0)
+        for name in ('plan_ms', 'hop_ms'):
+            p50, p99 = getattr(self, name)
+            number(f'link.{name} p50', p50, 0.0)
+            number(f'link.{name} p99', p99, p50)
         number('link.loss', self.loss, 0.0, 1.0)
-        number('link.deadline_s', self.deadline_s, 0.0)
         integer('link.cache_max_age_ticks', self.cache_max_age_ticks, 0)
+        if self.budget_ms is not None:
+            for v in self.budget_ms:
+                number('link.budget_ms', v, 0.0)
+
+    def timing(self, dt: float) -> ChainTiming:
+        """What the robots wait for (their chain timing)."""
+        plan, hop = self.budget_ms or (self.plan_ms[1], self.hop_ms[1])
+        return ChainTiming(dt, plan / 1e3, hop / 1e3)
 
 
 class TeamRuntime:
@@ -59,6 +83,7 @@ class TeamRuntime:
                  device: torch.device | str = 'cpu', chain_mode: str = 'plan') -> None:
         self.n, self.batch, self.dt, self.comm = len(models), batch, float(dt), comm
         self.layout, self.link, self.device = layout, link, torch.device(device)
+        self.timing = link.timing(self.dt)
         self.seed, self.deterministic = int(seed), deterministic
         self.controllers = [
             Controller(m, layout, planner_cfg, i, chain, action_scale, batch=batch,
@@ -67,16 +92,21 @@ class TeamRuntime:
             for i, m in enumerate(models)]
         self._new_schedulers()
         self.loss_gen = torch.Generator(device='cpu').manual_seed(seed + 17)
-        # per team and robot: counts of fresh / cached / masked ticks, and scheduler triggers
+        # per robot: counts of fresh / cached / masked ticks, and scheduler triggers; the time
+        # from the frame to each robot's command, summed (the chain's latency)
         self.mode_counts = torch.zeros(self.n, 3, dtype=torch.long)
+        self.command_s_sum = torch.zeros(self.n, dtype=torch.float64)
+        self.command_s_max = torch.zeros(self.n, dtype=torch.float64)
         self.trigger_counts = torch.zeros(self.n, len(Trigger), dtype=torch.long)
         self.team_ids = torch.arange(batch)
 
     def _new_schedulers(self) -> None:
         # a stale timeout far beyond an episode: simulated frames never stop coming
-        self.schedulers = [[Scheduler(i, self.link.deadline_s, 1e9, self.dt,
-                                      listens=self.controllers[i].listens)
-                            for _ in range(self.batch)] for i in range(self.n)]
+        self.schedulers = [[self._scheduler(i) for _ in range(self.batch)] for i in range(self.n)]
+
+    def _scheduler(self, i: int) -> Scheduler:
+        return Scheduler(i, self.timing.deadline_s(i), 1e9, self.dt,
+                         listens=self.controllers[i].listens)
 
     def _seeds(self, i: int, tick: int) -> list[int] | None:
         if not self.deterministic:
@@ -90,22 +120,27 @@ class TeamRuntime:
         m/s, rad/s, ok (B, n): a finite plan was commanded)."""
         B, n, link = self.batch, self.n, self.link
         t0 = tick * self.dt
+        (p50, p99), hop = link.plan_ms, link.hop_ms[0] / 1e3
+        plan_p50 = p50 / 1e3
+        sigma = math.log(p99 / p50) / 2.326 if p99 > p50 > 0 else 0.0     # z of the 99th pct
         commands = torch.zeros(B, n, 3, dtype=torch.float64, device=self.device)
         ok = torch.zeros(B, n, dtype=torch.bool, device=self.device)
-        started = [t0] * B                   # when the previous robot of each team ran its tick
+        done = [t0] * B       # when the previous robot of each team sent its intent (robot 0: none)
         prev_out = None
         for i, ctl in enumerate(self.controllers):
             lost = torch.rand(B, generator=self.loss_gen) < link.loss
+            plan = plan_p50 * torch.exp(sigma * torch.randn(B, generator=self.loss_gen,
+                                                            dtype=torch.float64))
             on_time = torch.zeros(B, dtype=torch.bool)
             late = torch.zeros(B, dtype=torch.bool)
             runs: list[Run] = []
             for b in range(B):
                 sch = self.schedulers[i][b]
-                arrive = math.inf if (lost[b] or not ctl.listens) else started[b] + link.latency_s
+                arrive = math.inf if (lost[b] or not ctl.listens) else done[b] + hop
                 got = sch.on_frame(tick, None, True, t0)
                 if not got:          # waiting for robot i-1's intent of this tick
-                    got = (sch.on_intent(tick, arrive) if arrive <= t0 + link.deadline_s
-                           else sch.on_timer(t0 + link.deadline_s))
+                    due = t0 + self.timing.deadline_s(i)    # at the deadline is late, as on a robot
+                    got = sch.on_intent(tick, arrive) if arrive < due else sch.on_timer(due)
                 run = got[0]
                 on_time[b] = run.trigger == Trigger.INTENT
                 late[b] = math.isfinite(arrive) and not on_time[b]
@@ -119,7 +154,10 @@ class TeamRuntime:
             self.mode_counts[i] += torch.bincount(out.mode.cpu(), minlength=3)[:3]
             self.trigger_counts[i] += torch.bincount(
                 torch.tensor([int(r.trigger) for r in runs]), minlength=len(Trigger))
-            started = [t0 + r.waited_s for r in runs]
+            sent = torch.tensor([r.waited_s for r in runs], dtype=torch.float64) + plan
+            done = (t0 + sent).tolist()
+            self.command_s_sum[i] += sent.sum()
+            self.command_s_max[i] = max(float(self.command_s_max[i]), float(sent.max()))
             prev_out = out
         return commands, ok
 
@@ -130,8 +168,7 @@ class TeamRuntime:
             ctl.forget(rows.to(self.device))
         for i in range(self.n):
             for b in rows.nonzero().flatten().tolist():
-                self.schedulers[i][b] = Scheduler(i, self.link.deadline_s, 1e9, self.dt,
-                                                  listens=self.controllers[i].listens)
+                self.schedulers[i][b] = self._scheduler(i)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only some teams (index tensor): the episodes still running."""

@@ -2,10 +2,12 @@
 
 By default every robot runs what a robot runs (runtime.team.TeamRuntime over runtime.Controller):
 its own model (loaded from its own file), planning through its command chain, the chain's
-command sent to the simulator; intents travel as on the team's network - `--intent-latency-ms`
-after the predecessor started its tick, each lost with probability `--intent-loss`, the intent
-deadline and the cache's cached -> masked fallback of the robot's scheduler - and every robot
-plans alone on what it received. B episodes run at once (one per environment, no auto-reset);
+command sent to the simulator; intents travel as on the team's network - each robot waits for
+its predecessor as its runtime does (runtime.chain: the deadline of its place in the order, from
+the model's measured planning time and the intent hop), a predecessor's intent arrives after its
+planning time (drawn around the measured median and p99) and the hop, each lost with probability
+`--intent-loss`, then the cache's cached -> masked fallback - and every robot plans alone on what
+it received. B episodes run at once (one per environment, no auto-reset);
 finished episodes leave the batch when fewer than half are still running (planning is
 batch-independent, so this changes no result). Seeded like robots in deterministic mode: the
 environments, the loss draws and every planner (per team, per tick) draw from streams derived
@@ -13,6 +15,7 @@ from `seed`, so a run is reproducible for a seed, a device and a thread count.
 
     seqwm-eval models/pushbox --episodes 100 [--seed 2026] [--intent-loss 0.3]
     seqwm-eval models/pushbox --raw-actions      # diagnostic: no command chain (no robot runs it)
+    seqwm-eval models/gate_5robots --planner paper   # the paper's sampling settings
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from ..core.config import PlannerConfig
 from ..core.validate import ConfigError, key_values
 from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
+from ..runtime.chain import LOOPBACK_HOP_MS, measured_plan_ms, preset_planner
 from ..runtime.team import LinkConfig, TeamRuntime
 from ..sim import MultiQuadEnv, load_task_config
 from .team import ChainedActors, ChainedTeam
@@ -141,14 +145,24 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
     if isinstance(team, TeamRuntime):
         modes = team.mode_counts.sum(0).tolist()
         total = max(sum(modes), 1)
+        per_robot = team.mode_counts.double()
+        per_robot = per_robot / per_robot.sum(1, keepdim=True).clamp(min=1)
+        ticks = team.mode_counts.sum(1).double().clamp(min=1)
         out.update({'form': {'plan': 'deployed', 'after': 'chain after planning',
                              'off': 'raw actions (no command chain)'}[chain_mode],
                     'chain': chain.to_dict() if chain_mode != 'off' else None,
-                    'intent_latency_ms': 1000 * link.latency_s, 'intent_loss': link.loss,
-                    'intent_deadline_ms': 1000 * link.deadline_s,
+                    'timing': {**team.timing.to_dict(), 'plan_ms_p50_p99': list(link.plan_ms),
+                               'hop_ms_p50_p99': list(link.hop_ms)}, 'intent_loss': link.loss,
+                    'intent_deadline_ms': [round(1e3 * team.timing.deadline_s(i), 3)
+                                           for i in range(n)],
                     'cache_max_age_ticks': link.cache_max_age_ticks,
                     'mode_fractions': {m: c / total for m, c in zip(('fresh', 'cached', 'masked'),
-                                                                   modes)}})
+                                                                   modes)},
+                    'robot_mode_fractions': {m: [round(float(v), 4) for v in per_robot[:, j]]
+                                             for j, m in enumerate(('fresh', 'cached', 'masked'))},
+                    'command_ms': {'mean': [round(float(v), 2) for v in
+                                            1e3 * team.command_s_sum / ticks],
+                                   'max': [round(float(v), 2) for v in 1e3 * team.command_s_max]}})
     elif policy not in ('planner', 'actor'):       # a baseline's policy: its robots' chains
         out.update({'form': 'deployed', 'chain': team.chain.settings.to_dict()})
     if recorder:
@@ -176,7 +190,10 @@ def _losses(text: str) -> list[float]:
 
 
 SUMMARY_KEYS = ('intent_loss', 'success_rate', 'success_ci95', 'successes', 'mean_return',
-                'mean_length', 'mode_fractions', 'mean_robots_passed', 'all_passed_rate')
+                'mean_length', 'mode_fractions', 'robot_mode_fractions', 'command_ms',
+                'mean_robots_passed', 'all_passed_rate')
+
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,11 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument('--intent-loss', type=_losses, default=[0.0], metavar='P[,P...]',
                     help='probability that an intent message is lost; a list runs one '
                     'evaluation per value (the robustness table), e.g. 0,0.1,0.3')
-    ap.add_argument('--intent-latency-ms', type=float, default=25.0,
-                    help='from the predecessor starting its tick to its intent arriving '
-                    '(its planning time + the network hop); default: the measured planning p50')
-    ap.add_argument('--intent-deadline-ms', type=float, default=50.0,
-                    help="the agents' intent_deadline_s (node default 50 ms)")
+    ap.add_argument('--plan-ms', type=float, default=0.0,
+                    help="one robot's planning time, ms, taken as fixed (0: the model's "
+                    'measured p50 and p99, manifest deployment.plan_ms); the robots budget its p99')
+    ap.add_argument('--hop-ms', type=float, default=0.0,
+                    help='one intent hop, ms, taken as fixed (0: the loopback measurement)')
+    ap.add_argument('--planner', choices=('deployment', 'paper'), default='deployment',
+                    help="the manifest's deployment planner (chosen by seqwm-budget) or the "
+                    "paper's sampling settings")
     ap.add_argument('--cache-max-age', type=int, default=3, help="the agents' cache_max_age_ticks")
     form = ap.add_mutually_exclusive_group()
     form.add_argument('--raw-actions', action='store_true',
@@ -233,14 +253,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f'seqwm-eval: {e}', file=sys.stderr)
         return 2
-    planner_cfg = PlannerConfig.from_dict(manifest.planner)
+    planner, measured = preset_planner(manifest, args.planner)
+    planner_cfg = PlannerConfig.from_dict(planner)
+    plan_ms = (args.plan_ms, args.plan_ms) if args.plan_ms > 0 else measured_plan_ms(measured)
+    if plan_ms is None:
+        print(f'seqwm-eval: {model_dir}: no measured planning time for the {args.planner} planner '
+              f'(manifest deployment: run seqwm-budget on it), or pass --plan-ms', file=sys.stderr)
+        return 2
+    hop_ms = (args.hop_ms, args.hop_ms) if args.hop_ms > 0 else LOOPBACK_HOP_MS
     chain = chain_settings_of(manifest.training.get('command_chain'), task_cfg, manifest.dt)
     scale = [manifest.action_scaling[k] for k in ('vx', 'vy', 'wz')]
     chain_mode = 'off' if args.raw_actions else 'after' if args.chain_after else 'plan'
     results, frames, sent = [], None, None
     for k, loss in enumerate(args.intent_loss):
-        link = LinkConfig(args.intent_latency_ms / 1000.0, loss, args.intent_deadline_ms / 1000.0,
-                          args.cache_max_age)
+        link = LinkConfig(plan_ms, hop_ms, loss, args.cache_max_age)
         res = run_episodes(models, task_cfg, planner_cfg, comm, args.episodes, args.seed,
                            args.policy, args.device, record=args.render and k == 0, link=link,
                            chain=chain, chain_mode=chain_mode, action_scale=scale)
@@ -283,9 +309,8 @@ def record_evaluation(model_dir: Path, manifest: Any, results: Sequence[dict], t
     """The manifest's `evaluation`: the settings shared by the runs and one summary per run."""
     first = results[0]
     manifest.evaluation = {
-        **{k: first.get(k) for k in ('comm', 'policy', 'form', 'episodes', 'seed',
-                                     'intent_latency_ms', 'intent_deadline_ms',
-                                     'cache_max_age_ticks', 'chain')},
+        **{k: first.get(k) for k in ('comm', 'policy', 'form', 'episodes', 'seed', 'timing',
+                                     'intent_deadline_ms', 'cache_max_age_ticks', 'chain')},
         'threads': threads, 'device': device, 'task_set': dict(task_set or {}),
         'results': [{k: r.get(k) for k in SUMMARY_KEYS} for r in results]}
     write_manifest(model_dir, manifest)

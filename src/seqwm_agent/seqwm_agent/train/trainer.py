@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from ..core.checkpoint import Manifest, save_team
+from .budget import measure_deployment
 from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
 from ..sim import MultiQuadEnv, task_config_to_dict
@@ -275,6 +276,8 @@ class Trainer:
                       'task_config': task_config_to_dict(self.task_cfg)}
             | ({'init_from': self._init_totals()} if self.init_record else {}),
             evaluation=evaluation or {})
+        manifest.deployment = measure_deployment(self.models, manifest, self.task_cfg,
+                                                 seed=self.cfg.seed)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_team(out_dir, [m.cpu() for m in self.models], manifest)
         for m in self.models:
