@@ -85,15 +85,22 @@ def test_strangers_wait_for_the_batch_and_a_trusted_message_wakes_the_owner_at_o
         inbox.close()
 
 
-def test_a_flood_from_a_stranger_costs_one_wake_up_per_batch_not_per_message(ros):
-    owner, stranger_node, _, executor = ros
+def counting_inbox(owner, stranger_node, batch_s: float):
+    """An inbox whose owner counts its wake-ups (messages taken per wake-up), and a stranger's
+    publisher on its topic, discovered."""
     wakes: list[int] = []
-    inbox = Inbox(owner, lambda: wakes.append(len(inbox.take('t'))), batch_s=0.25)
+    inbox = Inbox(owner, lambda: wakes.append(len(inbox.take('t'))), batch_s=batch_s)
     topic = inbox.open('t', String, 'chatter', QOS)
     inbox.start()
     stranger = stranger_node.create_publisher(String, topic, QOS)
+    wait_for(lambda: stranger.get_subscription_count() >= 1, 10.0, what='discovery')
+    return inbox, wakes, stranger
+
+
+def test_a_flood_from_a_stranger_costs_one_wake_up_per_batch_not_per_message(ros):
+    owner, stranger_node, _, executor = ros
+    inbox, wakes, stranger = counting_inbox(owner, stranger_node, 0.25)
     try:
-        wait_for(lambda: stranger.get_subscription_count() >= 1, 10.0, what='discovery')
         start, sent = time.monotonic(), 0
         while time.monotonic() - start < 1.5:          # about 1 kHz for 1.5 s
             stranger.publish(String(data='x'))
@@ -108,12 +115,7 @@ def test_a_flood_from_a_stranger_costs_one_wake_up_per_batch_not_per_message(ros
 
 def test_close_stops_the_thread_and_the_owner_is_not_woken_again(ros):
     owner, stranger_node, _, executor = ros
-    wakes: list[int] = []
-    inbox = Inbox(owner, lambda: wakes.append(len(inbox.take('t'))), batch_s=0.05)
-    topic = inbox.open('t', String, 'chatter', QOS)
-    inbox.start()
-    stranger = stranger_node.create_publisher(String, topic, QOS)
-    wait_for(lambda: stranger.get_subscription_count() >= 1, 10.0, what='discovery')
+    inbox, wakes, stranger = counting_inbox(owner, stranger_node, 0.05)
     inbox.close()
     assert not inbox._thread.is_alive()
     stranger.publish(String(data='late'))

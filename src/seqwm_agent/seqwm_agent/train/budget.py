@@ -36,6 +36,7 @@ import torch
 
 from ..core.checkpoint import CheckpointError, write_manifest
 from ..core.config import PlannerConfig
+from ..core.validate import key_values
 from ..core.intent import IntentLayout
 from ..runtime.chain import LOOPBACK_HOP_MS, chain_timing, preset_planner
 from ..runtime.controller import Controller
@@ -161,7 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument('--seed', type=int, default=2026)
     ap.add_argument('--points', default='', help="comma-separated labels to run (default: all), "
                     "e.g. '512x64x6,128x16x3'")
+    ap.add_argument('--task-set', action='append', default=[], metavar='KEY=VALUE',
+                    help="as seqwm-eval's (default: the task_set of the model's recorded "
+                    'evaluation)')
     ap.add_argument('--no-manifest', action='store_true', help='do not update manifest.yaml')
+    ap.add_argument('--measure-only', action='store_true',
+                    help="only measure the manifest planner's planning time and record it as "
+                    'the deployment timing (no search, no episodes)')
     ap.add_argument('--retime', action='store_true',
                     help="measure the planning times of planner_budget.json's points again, "
                     'keep their success (e.g. on a quiet machine, or on the robot\'s computer), '
@@ -174,7 +181,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckpointError as e:
         print(f'seqwm-budget: {e}', file=sys.stderr)
         return 2
-    task_cfg = load_task_config(manifest.training.get('task_config') or manifest.task)
+    if args.measure_only:
+        task_cfg = load_task_config(manifest.training.get('task_config') or manifest.task)
+        manifest.deployment = measure_deployment(models, manifest, task_cfg, args.plans,
+                                                 args.seed)
+        print(json.dumps(manifest.deployment))
+        if not args.no_manifest:
+            write_manifest(model_dir, manifest)
+        return 0
+    # the task as the model's recorded evaluation ran it (e.g. Gate's success=passed)
+    task_set = dict((manifest.evaluation or {}).get('task_set') or {})
+    task_set.update(key_values(args.task_set, '--task-set'))
+    task_cfg = load_task_config(manifest.training.get('task_config') or manifest.task, task_set)
     comm = manifest.training.get('comm', 'seq')
     base = PlannerConfig.from_dict(preset_planner(manifest, 'paper')[0])
     chain = chain_settings_of(manifest.training.get('command_chain'), task_cfg, manifest.dt)
@@ -215,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paper = next(r for r in rows if r['point'] == PAPER.label)
     host = machine()
     doc = {'model_dir': str(model_dir), 'model_set_id': manifest.model_set_id,
-           'task': manifest.task, 'robots': n, 'episodes': args.episodes, 'seed': args.seed,
+           'task': manifest.task, 'task_set': task_set, 'robots': n, 'episodes': args.episodes, 'seed': args.seed,
            'machine': host, 'hop_ms': dict(zip(('p50', 'p99'), LOOPBACK_HOP_MS)),
            'rule': 'cheapest point (planning p99) whose chain fits the control period and whose '
                    'success is inside the paper settings\' 95 % interval',
