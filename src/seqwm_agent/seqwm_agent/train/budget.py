@@ -136,14 +136,21 @@ def plot(rows: list[dict], chosen: dict, title: str, path: Path) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for r in rows:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    for i, r in enumerate(sorted(rows, key=lambda r: r['plan_ms']['p99'])):
         x = r['plan_ms']['p99']
         y = r['success_rate']
         lo, hi = r['success_ci95']
         colour = 'tab:green' if r is chosen else 'tab:blue' if r['fits'] else 'tab:gray'
+        # grey: the chain of this team would not fit the control period at this planning time
         ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt='o', color=colour, capsize=3)
-        ax.annotate(r['point'], (x, y), textcoords='offset points', xytext=(5, 4), fontsize=7)
+        ax.annotate(r['point'], (x, y), textcoords='offset points', xytext=(4, -14 - 9 * (i % 4)),
+                    fontsize=7)
     ax.set_xscale('log')
+    ax.set_xticks([t for t in (2, 5, 10, 20, 50, 100, 200) if t <= 2 * max(
+        r['plan_ms']['p99'] for r in rows)])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel('planning time p99 at B = 1, ms (log)')
     ax.set_ylabel('deployed success (95 % CI)')
     ax.set_ylim(-0.05, 1.05)
