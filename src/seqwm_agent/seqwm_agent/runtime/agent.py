@@ -245,7 +245,9 @@ class AgentRuntime:
             self.timing = chain_timing(self.dt, measured, s.plan_budget_ms, s.hop_budget_ms)
         except TimingError as exc:
             raise AgentError(f'{exc} (planner preset {s.planner_preset})') from None
-        problem = self.timing.check(n)
+        # a model trained without intents (comm 'dec') plans alone: nobody waits, no chain
+        self.comm = str(manifest.training.get('comm', 'seq'))
+        problem = self.timing.check(n if self.comm == 'seq' else 1)
         if problem:
             raise AgentError(problem)
         if task_cfg is None:
@@ -283,9 +285,11 @@ class AgentRuntime:
         self.controller = Controller(model, self.layout, pcfg, s.order_index, chain,
                                      self.action_scale, batch=1,
                                      cache_max_age_ticks=s.cache_max_age_ticks,
-                                     seed=s.seed if s.deterministic else None, device=s.device)
+                                     seed=s.seed if s.deterministic else None, device=s.device,
+                                     comm=self.comm)
         self.scheduler = Scheduler(s.order_index, self.timing.deadline_s(s.order_index),
-                                   s.stale_timeout_s, self.dt, robot=s.robot_name)
+                                   s.stale_timeout_s, self.dt, listens=self.controller.listens,
+                                   robot=s.robot_name)
         self.expect = IntentExpectation(self.layout, manifest.model_set_id, s.predecessor,
                                         s.order_index - 1)
         self.bodies: tuple[str, ...] = s.team + task_info(s.task).object_bodies

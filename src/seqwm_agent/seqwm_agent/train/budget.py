@@ -109,8 +109,8 @@ def machine() -> dict:
 
 
 def measure_deployment(models, manifest, task_cfg, plans: int = 60, seed: int = 0) -> dict:
-    """The manifest's `deployment` for its own planner, measured now (the trainer's export: the
-    chain timing of a fresh model; seqwm-budget then searches for a cheaper planner)."""
+    """The manifest's `deployment` for its own planner, measured now (the trainer's export and
+    `--measure-only`: the chain timing of a model whose planner was not searched)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -118,7 +118,7 @@ def measure_deployment(models, manifest, task_cfg, plans: int = 60, seed: int = 
                            PlannerConfig.from_dict(manifest.planner), plans, seed)
     finally:
         torch.set_num_threads(threads)
-    return {'chosen': 'the trainer\'s planner (not searched: run seqwm-budget)',
+    return {'chosen': 'the manifest\'s planner (not searched: run seqwm-budget)',
             'plan_ms': percentiles(ms), 'machine': machine()}
 
 
