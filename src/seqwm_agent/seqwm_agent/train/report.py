@@ -76,7 +76,7 @@ def _cell(training: dict, evaluation: dict) -> str:
     if 'success_rate' in res and evaluation.get('form') == 'deployed':
         lo, hi = res['success_ci95']
         head = f"**{100 * res['success_rate']:.0f} %** ({100 * lo:.0f}-{100 * hi:.0f} %)"
-        if 'mean_robots_passed' in res:
+        if res.get('mean_robots_passed') is not None:
             head += f" · {res['mean_robots_passed']:.1f} robots through on average"
         head += _changed_task(evaluation)
     else:
