@@ -65,7 +65,7 @@ def _check_robots(task: str, robots: list[str]) -> None:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a bringup YAML (sections: team, task, agent, arena, mocap) into a dict."""
+    """Read a bringup YAML (sections: team, task, agent, sim_agent, arena, mocap) into a dict."""
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
@@ -93,7 +93,10 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
     if sorted(order) != sorted(robots):
         raise GraphError(f'order {order} must be a permutation of robots {robots}')
     task_cfg = dict(config.get('task', {}))  # facts both the arena and the agents must share
-    agent_cfg = {**task_cfg, **config.get('agent', {})}
+    # sim: the whole team on this host (`sim_agent`: what differs from robots on their own
+    # computers); `agent` (and overrides of it) still win
+    agent_cfg = {**task_cfg, **(config.get('sim_agent', {}) if sim else {}),
+                 **config.get('agent', {})}
     arena_cfg = dict(config.get('arena', {}))
     mocap_cfg = dict(config.get('mocap', {}))
     agent_cfg['model_dir'] = model_dir_for_team(model_dir or agent_cfg.get('model_dir') or '',

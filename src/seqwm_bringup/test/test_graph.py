@@ -142,3 +142,19 @@ def test_launch_files_are_valid_python_that_define_generate_launch_description(n
     tree = ast.parse((PKG / 'launch' / f'{name}.launch.py').read_text())
     assert 'generate_launch_description' in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
     ast.parse((PKG / 'seqwm_bringup' / 'launch_actions.py').read_text())
+
+
+def test_a_team_on_one_host_takes_the_sim_agent_values_and_robots_do_not():
+    config = {'agent': {'cache_max_age_ticks': 3},
+              'sim_agent': {'plan_budget_ms': 15.0, 'hop_budget_ms': 3.0}}
+    sim = [x for x in build_graph('gate', ['go2w_1', 'go2w_2'], config, sim=True)
+           if x.executable == 'agent']
+    real = [x for x in build_graph('gate', ['go2w_1', 'go2w_2'], config, sim=False)
+            if x.executable == 'agent']
+    assert all(a.parameters['plan_budget_ms'] == 15.0 for a in sim)
+    assert all('plan_budget_ms' not in a.parameters for a in real)
+    config['agent']['plan_budget_ms'] = 9.0               # the agent section still wins
+    sim = [x for x in build_graph('gate', ['go2w_1', 'go2w_2'], config, sim=True)
+           if x.executable == 'agent']
+    assert all(a.parameters['plan_budget_ms'] == 9.0 and a.parameters['hop_budget_ms'] == 3.0
+               for a in sim)
