@@ -65,7 +65,8 @@ class Point:
                        iterations=self.iterations, early_stop=self.early_stop, num_pi_trajs=pi)
 
 
-PAPER = Point(512, 64, 6)
+_DEFAULTS = PlannerConfig()       # the paper's sampling settings (App. A.1, Table 2)
+PAPER = Point(_DEFAULTS.num_samples, _DEFAULTS.num_elites, _DEFAULTS.iterations)
 GRID = (PAPER, Point(512, 64, 6, True), Point(256, 32, 4), Point(256, 32, 4, True),
         Point(128, 16, 3), Point(64, 8, 2), Point(32, 8, 2))
 
