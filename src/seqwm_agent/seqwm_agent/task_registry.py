@@ -19,15 +19,18 @@ class TaskInfo:
     object_bodies: tuple[str, ...]     # mocap bodies besides the robots
     model_dir: str                     # model directory of the default team, relative to the workspace
 
-    def model_dir_for(self, n: int, comm: str = 'seq') -> str:
+    def model_dir_for(self, n: int, comm: str = 'seq', variant: str = 'realistic') -> str:
         """The shipped model directory for a team of `n` robots trained with `comm`.
 
         One rule for every task: the default team size keeps the plain name (models/pushbox),
-        other sizes add the size (models/gate_5robots), a no-intent baseline adds `_dec`. A
-        user can tell the team size from the name, and launch files find it without a table.
+        other sizes add the size (models/gate_5robots), a task variant other than the
+        realistic one adds its name first (models/gate_paper_5robots), a no-intent baseline
+        adds `_dec`. A user can tell the team from the name, and launch files find it
+        without a table.
         """
         self.check_team_size(n)
-        d = self.model_dir if n == self.default_robots else f'{self.model_dir}_{n}robots'
+        base = self.model_dir if variant == 'realistic' else f'{self.model_dir}_{variant}'
+        d = base if n == self.default_robots else f'{base}_{n}robots'
         return d if comm == 'seq' else f'{d}_{comm}'
 
     def check_team_size(self, n: int) -> None:

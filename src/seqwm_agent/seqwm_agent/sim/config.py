@@ -329,8 +329,29 @@ class GateReward(_FromDict):
         _positive(self, 'safe_distance')
 
 
+@dataclass
+class PaperGateReward(_FromDict):
+    """Team reward of the paper variant of Gate per control step: the paper's code's terms
+    (MQE's Gate as the paper configures it), each scaled by the team size n as there."""
+
+    forward: float = 1.0             # x n x sum of the robots' progress in +x (m)
+    towards_gate: float = 1.0        # x n x sum of the decrease of distance to the opening,
+                                     #   for robots not yet through
+    contact: float = 2.0             # x n, once, on a trunk contact (which ends the episode)
+    crowding: float = 0.1            # x sum over robots of 1 / d^2 to the nearest teammate ...
+    crowding_distance: float = 0.71  # ... when d is below this
+    all_through: float = 1.0         # x n per step once every robot is through: paid at once,
+                                     #   for the steps left to the time limit, as the episode
+                                     #   ends there (see GateConfig.variant)
+
+    def __post_init__(self) -> None:
+        _non_negative(self, 'forward', 'towards_gate', 'contact', 'crowding', 'all_through')
+        _positive(self, 'crowding_distance')
+
+
 GATE_SUCCESS = ('passed', 'targets')
 GATE_LANE_FIT = ('widen', 'shrink')
+GATE_VARIANTS = ('realistic', 'paper')
 
 
 @dataclass
@@ -340,6 +361,14 @@ class GateConfig(_TaskConfig):
     name: ClassVar[str] = 'gate'
     min_robots: ClassVar[int] = TASKS['gate'].min_robots
     max_robots: ClassVar[int] = TASKS['gate'].max_robots
+    # Which Gate. 'realistic': a contact is any touch of the robot's footprint (robot.radius),
+    # the team reward is `reward`, every robot observes its own target. 'paper': the paper's
+    # Gate as its code configures MQE: only a contact of the robot's trunk box (`trunk`) counts
+    # (legs, i.e. the footprint disc, may touch a post), the reward is `paper_reward`, the
+    # observation holds the robot's id instead of a target. Geometry and fixed starts are data:
+    # config/gate_paper.yaml. Both variants end an episode at success.
+    variant: str = 'realistic'
+    trunk: tuple = (0.376, 0.094)    # length, width of the Go2 trunk box (paper variant contact)
     episode_s: float = 0.0           # 0: the reference's 5 (n + 1) s (see episode_seconds)
     gate_x: float = 3.5
     gate_y: float = 0.0
@@ -367,10 +396,17 @@ class GateConfig(_TaskConfig):
     success: str = 'passed'
     terminate_on_collision: bool = True
     reward: GateReward = field(default_factory=GateReward)
+    paper_reward: PaperGateReward = field(default_factory=PaperGateReward)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive(self, 'gate_width', 'wall_depth', 'lane_spacing', 'target_radius')
+        _check(self.variant in GATE_VARIANTS, 'variant',
+               f"must be one of {', '.join(GATE_VARIANTS)}, got {self.variant!r}")
+        _check(len(self.trunk) == 2 and all(math.isfinite(v) and v > 0 for v in self.trunk),
+               'trunk', f'must be [length, width] > 0, got {self.trunk!r}')
+        _check(self.variant == 'realistic' or self.success == 'passed', 'success',
+               "the paper variant's success is 'passed' (it has no targets)")
         _non_negative(self, 'gate_y_jitter', 'target_jitter', 'pass_margin')
         _check(self.success in GATE_SUCCESS, 'success',
                f"must be one of {', '.join(GATE_SUCCESS)}, got {self.success!r}")
@@ -505,7 +541,8 @@ def config_dir() -> Path:
 
 def load_task_config(source: str | Path | dict | TaskConfig,
                      overrides: dict | None = None) -> TaskConfig:
-    """A task config from a task name ('pushbox'), a YAML path, a `task:` dict or a config.
+    """A task config from a config name ('pushbox', 'gate_paper': config/<name>.yaml), a YAML
+    path, a `task:` dict or a config.
 
     `overrides` are merged into the `task:` section (nested dicts merge key by key), e.g.
     `{'num_robots': 3, 'noise': {'pos_std': 0.0}}`.
@@ -516,7 +553,7 @@ def load_task_config(source: str | Path | dict | TaskConfig,
         data = dict(source.get('task', source))
     else:
         path = Path(source)
-        if str(source) in _CLASSES and not path.exists():
+        if not path.exists() and (config_dir() / f'{source}.yaml').is_file():
             path = config_dir() / f'{source}.yaml'
         try:
             with open(path) as f:

@@ -175,7 +175,7 @@ class MultiQuadEnv:
     def _advance(self, cmd: torch.Tensor):
         obj_cmd = self.task.object_commands()
         full = cmd if obj_cmd is None else torch.cat((cmd, obj_cmd), 1)
-        collision_robot = self.world.step(full, self.prev_cmd)
+        collision_robot = self.task.contacts(self.world.step(full, self.prev_cmd))
         self.prev_cmd = full
         self.t = self.t + 1
         reward, success, terminated, extra = self.task.evaluate(collision_robot)

@@ -46,3 +46,24 @@ def square_corners(pose: torch.Tensor, half: float | torch.Tensor) -> torch.Tens
 def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
     """Yaw (rotation about z, rad, in (-pi, pi]) of a unit quaternion, as mocap poses carry it."""
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def boxes_overlap(c1: torch.Tensor, yaw1: torch.Tensor, half1: torch.Tensor,
+                  c2: torch.Tensor, yaw2: torch.Tensor, half2: torch.Tensor) -> torch.Tensor:
+    """Whether oriented rectangles overlap (separating-axis test), all arguments broadcast.
+
+    Centres c (..., 2), yaws (...), half extents (..., 2) along the box's own x and y. Touching
+    counts as overlap. Used for the paper's Gate contact rule (trunk boxes against posts, walls
+    and each other), where a disc footprint would be the wrong shape.
+    """
+    u1 = torch.stack((torch.cos(yaw1), torch.sin(yaw1)), -1)
+    u2 = torch.stack((torch.cos(yaw2), torch.sin(yaw2)), -1)
+    axes1, axes2 = (u1, perp(u1)), (u2, perp(u2))
+    d = c2 - c1
+    sep = torch.zeros(torch.broadcast_shapes(d.shape[:-1], yaw1.shape, yaw2.shape),
+                      dtype=torch.bool, device=d.device)
+    for ax in axes1 + axes2:
+        r1 = sum(half1[..., k] * (axes1[k] * ax).sum(-1).abs() for k in range(2))
+        r2 = sum(half2[..., k] * (axes2[k] * ax).sum(-1).abs() for k in range(2))
+        sep = sep | ((d * ax).sum(-1).abs() > r1 + r2)
+    return ~sep

@@ -195,7 +195,11 @@ def _pushbox(snap: Snapshot, p: PushBoxConfig) -> list[Feature]:
 def _gate(snap: Snapshot, p: GateConfig) -> list[Feature]:
     feats, (pos, yaw, cos, sin) = _common(snap, p)
     n = pos.shape[1]
-    feats += _ego(snap.target, pos, cos, sin, 'target')
+    if p.variant == 'paper':     # the paper's observation: the robot's id, no target
+        ids = torch.arange(n, dtype=pos.dtype, device=pos.device) / max(n - 1, 1)
+        feats.append(('self.id', ids.expand(pos.shape[0], n)))
+    else:
+        feats += _ego(snap.target, pos, cos, sin, 'target')
     for name, pt in _gate_points(snap.gate, p.gate_width, n).items():
         feats += _ego(pt, pos, cos, sin, name)
     passed = (pos[..., 0] > snap.gate[:, None, 0] + p.pass_margin).float()      # (B, n)

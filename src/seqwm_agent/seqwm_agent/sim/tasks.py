@@ -14,6 +14,7 @@ import torch
 
 from .config import GateConfig, PushBoxConfig, ShepherdConfig, TaskConfig
 from .observation import Snapshot, nominal_gate_targets, push_point, unit_vector
+from .geometry import boxes_overlap
 from .physics import GateGeometry, PlanarWorld
 
 
@@ -78,6 +79,11 @@ class Task(ABC):
     def object_commands(self) -> torch.Tensor | None:
         """Commands (B, A - n, 3) of actuated non-robot bodies (the sheep), else None."""
         return None
+
+    def contacts(self, touching: torch.Tensor) -> torch.Tensor:
+        """The robots (B, n) in a contact that counts, from the physics' touch flags (B, n):
+        by default every touch."""
+        return touching
 
     @abstractmethod
     def evaluate(self, collision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
@@ -189,6 +195,8 @@ class GateTask(Task):
         self.target = torch.zeros(self.B, self.n, 2, device=self.device)
         self.gate = torch.zeros(self.B, 2, device=self.device)
         self.prev_path = torch.zeros(self.B, self.n, device=self.device)
+        self.prev_pos = torch.zeros(self.B, self.n, 2, device=self.device)
+        self.steps = torch.zeros(self.B, dtype=torch.long, device=self.device)  # in the episode
         return w
 
     def reset(self, mask: torch.Tensor) -> None:
@@ -202,6 +210,7 @@ class GateTask(Task):
         self.reset_common(mask)
         self.world.place(robots, mask)
         self.set_params(target, gate, mask)
+        self.steps = torch.where(mask, torch.zeros_like(self.steps), self.steps)
         self.refresh(mask)
 
     def snapshot(self) -> Snapshot:
@@ -219,15 +228,60 @@ class GateTask(Task):
 
     def refresh(self, mask: torch.Tensor) -> None:
         self.prev_path = torch.where(mask[:, None], self._path(), self.prev_path)
+        pos = self.world.pose[:, :self.n, :2]
+        self.prev_pos = torch.where(mask[:, None, None], pos, self.prev_pos)
+
+    def contacts(self, touching: torch.Tensor) -> torch.Tensor:
+        """Realistic variant: every touch of the footprint. Paper variant: a trunk box
+        overlapping a wall (the gate's or the arena's) or another robot's trunk box."""
+        if self.cfg.variant == 'realistic':
+            return touching
+        c, B, n = self.cfg, self.B, self.n
+        pose = self.world.pose[:, :n]
+        xy, yaw = pose[..., :2], pose[..., 2]
+        half = xy.new_tensor(c.trunk) / 2
+        # the arena's walls: a corner beyond a side
+        ex = half[0] * torch.cos(yaw).abs() + half[1] * torch.sin(yaw).abs()
+        ey = half[0] * torch.sin(yaw).abs() + half[1] * torch.cos(yaw).abs()
+        a = c.arena
+        hit = ((xy[..., 0] - ex <= a.x_min) | (xy[..., 0] + ex >= a.x_max)
+               | (xy[..., 1] - ey <= a.y_min) | (xy[..., 1] + ey >= a.y_max))
+        # the gate's two wall pieces, beside the opening (axis-aligned boxes)
+        gy = self.gate[:, 1:2]                                                   # (B, 1)
+        lo_edge, hi_edge = gy - c.gate_width / 2, gy + c.gate_width / 2
+        zero = torch.zeros_like(yaw)
+        for y0, y1 in ((hi_edge, torch.full_like(gy, a.y_max)),
+                       (torch.full_like(gy, a.y_min), lo_edge)):
+            centre = torch.stack((torch.full_like(y0, c.gate_x), (y0 + y1) / 2), -1)
+            ext = torch.stack((torch.full_like(y0, c.wall_depth / 2), (y1 - y0) / 2), -1)
+            hit = hit | boxes_overlap(xy, yaw, half, centre, zero, ext)
+        if n > 1:                                                                # trunk pairs
+            pair = boxes_overlap(xy[:, :, None], yaw[:, :, None], half, xy[:, None],
+                                 yaw[:, None], half)
+            pair = pair & ~torch.eye(n, dtype=torch.bool, device=pair.device)
+            hit = hit | pair.any(2)
+        return hit
 
     def evaluate(self, collision: torch.Tensor):
-        c, r = self.cfg, self.cfg.reward
-        path = self._path()
+        c = self.cfg
+        self.steps = self.steps + 1
         p = self.world.pose[:, :self.n, :2]
-        reached = torch.linalg.vector_norm(self.target - p, dim=-1) < c.target_radius
         passed = p[..., 0] > self.gate[:, None, 0] + c.pass_margin
+        reached = torch.linalg.vector_norm(self.target - p, dim=-1) < c.target_radius
         any_col = collision.any(1)
         success = (passed if c.success == 'passed' else reached).all(1) & ~any_col
+        if c.variant == 'paper':
+            reward = self._paper_reward(p, passed, any_col, success)
+        else:
+            reward = self._realistic_reward(p, reached, any_col, success)
+        self.prev_pos = p.clone()
+        terminated = success | (any_col & c.terminate_on_collision)
+        return reward, success, terminated, {'passed': passed, 'reached': reached}
+
+    def _realistic_reward(self, p: torch.Tensor, reached: torch.Tensor, any_col: torch.Tensor,
+                          success: torch.Tensor) -> torch.Tensor:
+        r = self.cfg.reward
+        path = self._path()
         prox = torch.zeros(self.B, device=self.device)
         if self.n > 1:
             d = torch.cdist(p, p)
@@ -237,11 +291,28 @@ class GateTask(Task):
         shaped = (r.progress * (self.prev_path - path).mean(1) - r.proximity * prox
                   + r.on_target * reached.float().mean(1)
                   - r.time_penalty - r.collision_penalty * any_col.float())
-        reward = (shaped.clamp(-1.0, 1.0) + r.success_bonus * success.float()
-                  - r.contact_cost * any_col.float())
         self.prev_path = path
-        terminated = success | (any_col & c.terminate_on_collision)
-        return reward, success, terminated, {'passed': passed, 'reached': reached}
+        return (shaped.clamp(-1.0, 1.0) + r.success_bonus * success.float()
+                - r.contact_cost * any_col.float())
+
+    def _paper_reward(self, p: torch.Tensor, passed: torch.Tensor, any_col: torch.Tensor,
+                      success: torch.Tensor) -> torch.Tensor:
+        """The paper's terms (PaperGateReward), unclipped as there."""
+        r, n, g = self.cfg.paper_reward, self.n, self.gate[:, None]
+        before = self.prev_pos[..., 0] <= g[..., 0] + self.cfg.pass_margin      # not yet through
+        toward = (torch.linalg.vector_norm(self.prev_pos - g, dim=-1)
+                  - torch.linalg.vector_norm(p - g, dim=-1)) * before.float()
+        reward = n * (r.forward * (p[..., 0] - self.prev_pos[..., 0]).sum(1)
+                      + r.towards_gate * toward.sum(1))
+        if n > 1:
+            d = torch.cdist(p, p) + torch.eye(n, device=p.device) * 1e6
+            nearest = d.min(2).values
+            crowd = torch.where(nearest < r.crowding_distance, 1.0 / nearest.clamp_min(0.05) ** 2,
+                                torch.zeros_like(nearest))
+            reward = reward - r.crowding * crowd.sum(1)
+        steps_left = (self.cfg.max_steps - self.steps).clamp_min(0).float()
+        return (reward - r.contact * n * any_col.float()
+                + r.all_through * n * steps_left * success.float())
 
 
 class ShepherdTask(Task):

@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           for c, e in table['errors'].items()}))
         return 0
     from .trainer import Trainer
-    out = Path(args.out or task_info(task_cfg.name).model_dir_for(task_cfg.num_robots, cfg.comm))
+    out = Path(args.out or task_info(task_cfg.name).model_dir_for(
+        task_cfg.num_robots, cfg.comm, getattr(task_cfg, 'variant', 'realistic')))
     run_dir = Path(args.run_dir or f'runs/{out.name}')
     trainer = Trainer(task_cfg, cfg, run_dir, out, args.device, progress=not args.no_progress)
     if args.export_only:
