@@ -73,6 +73,11 @@ def test_model_directories_are_named_by_task_team_size_and_comm(task, n, comm, e
         assert model_dir_for_team('my/model', task, n) == 'my/model'
 
 
+def test_a_task_variant_names_its_model_directory():
+    assert task_info('gate').model_dir_for(5, 'seq', 'paper') == 'models/gate_paper_5robots'
+    assert task_info('gate').model_dir_for(2, 'dec', 'paper') == 'models/gate_paper_dec'
+
+
 def test_a_team_size_outside_the_task_range_has_no_model_directory():
     with pytest.raises(ValueError, match='gate supports 2..5 robots'):
         TASKS['gate'].model_dir_for(6)

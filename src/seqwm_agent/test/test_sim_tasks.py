@@ -1,10 +1,13 @@
-"""Task logic: Gate for 2-5 robots with collision flags, the fleeing sheep, herding, PushBox."""
+"""Task logic: Gate (both variants) for 2-5 robots with contacts, the fleeing sheep, herding, PushBox."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from seqwm_agent.sim import MultiQuadEnv, load_task_config
+from seqwm_agent.sim.config import ConfigError
+from seqwm_agent.sim.geometry import boxes_overlap
+from seqwm_agent.sim.observation import obs_spec
 from seqwm_agent.sim.scripted import gate_queue, shepherd_herd
 
 QUIET = {'randomize': False, 'noise': {'pos_std': 0.0, 'yaw_std': 0.0, 'delay_max_s': 0.0}}
@@ -178,3 +181,107 @@ def test_pushbox_progress_is_rewarded_and_the_far_side_attracts():
     _, rew, _, _, _ = env.step_commands(torch.stack((toward, -toward)))
     penalty = env.cfg.reward.time_penalty            # what standing still would earn
     assert rew[0] > -penalty > rew[1]
+
+
+# ---- the paper variant (config/gate_paper.yaml) --------------------------------------------------
+def test_oriented_boxes_overlap_only_where_they_share_area():
+    h = torch.tensor([0.2, 0.05])
+    c0, z = torch.zeros(2), torch.zeros(())
+    # side by side just apart / just touching / overlapping
+    assert not boxes_overlap(c0, z, h, torch.tensor([0.0, 0.11]), z, h)
+    assert boxes_overlap(c0, z, h, torch.tensor([0.0, 0.09]), z, h)
+    # a box turned 90 degrees: its long side now spans y
+    assert boxes_overlap(c0, z, h, torch.tensor([0.0, 0.2]), torch.tensor(1.5708), h)
+    # diagonal neighbours whose bounding circles overlap but the boxes do not (SAT needed)
+    turned = torch.tensor(0.7854)
+    assert not boxes_overlap(c0, turned, h, torch.tensor([0.2, -0.2]), turned, h)
+
+
+def test_the_paper_variant_counts_only_trunk_contacts():
+    cfg = load_task_config('gate_paper', overrides={'noise': QUIET['noise']})
+    env = MultiQuadEnv(cfg, num_envs=3, seed=0, auto_reset=False)
+    robots = env.snapshot().robots.clone()
+    gx, hw = cfg.gate_x, cfg.gate_width / 2
+    # env 0: legs (the footprint disc) against the post, trunk 0.11 m clear of it: not a contact
+    robots[0, 0] = torch.tensor([gx, hw - 0.155 + 0.01, 0.0])
+    # env 1: driving nose first into the wall beside the opening: a contact
+    robots[1, 0] = torch.tensor([gx - 0.05 - 0.155 - 0.01, hw + 0.4, 0.0])
+    # env 2: two robots side by side 0.32 m apart: legs clear, trunks clear
+    robots[2, 0] = torch.tensor([2.0, 0.0, 0.0])
+    robots[2, 1] = torch.tensor([2.0, 0.32, 0.0])
+    env.set_state(robots=robots)
+    cmd = torch.zeros(3, 2, 3)
+    cmd[0, 0, 1] = 0.5                   # press sideways into the post
+    cmd[1, 0, 0] = 1.0                   # drive into the wall
+    hit = torch.zeros(3, dtype=torch.bool)
+    for _ in range(10):
+        _, rew, term, _, info = env.step_commands(cmd)
+        hit |= info['collision']
+        assert (term == info['collision']).all()
+        if info['collision'][1]:
+            assert rew[1] <= -cfg.paper_reward.contact * cfg.num_robots + 1.0
+            cmd[1] = 0.0
+    assert hit.tolist() == [False, True, False]
+
+
+def test_a_realistic_footprint_contact_is_no_paper_contact():
+    # the same pose against the post: a contact of the 0.3 m disc, not of the trunk
+    for name, expected in (('gate', True), ('gate_paper', False)):
+        cfg = load_task_config(name, overrides={'randomize': False, 'noise': QUIET['noise'],
+                                                'robot': {'radius': 0.3}})
+        env = MultiQuadEnv(cfg, num_envs=1, seed=0, auto_reset=False)
+        robots = env.snapshot().robots.clone()
+        robots[0, 0] = torch.tensor([cfg.gate_x, cfg.gate_width / 2 - 0.3 + 0.02, 0.0])
+        env.set_state(robots=robots)
+        cmd = torch.zeros(1, 2, 3)
+        cmd[0, 0, 1] = 0.5
+        seen = False
+        for _ in range(5):
+            seen |= bool(env.step_commands(cmd)[4]['collision'][0])
+        assert seen == expected, name
+
+
+def test_the_paper_variant_pays_progress_towards_the_opening_and_all_through_at_once():
+    cfg = load_task_config('gate_paper', overrides={'noise': QUIET['noise']})
+    env = MultiQuadEnv(cfg, num_envs=2, seed=0, auto_reset=False)
+    cmd = torch.zeros(2, 2, 3)
+    cmd[0, :, 0] = 0.5                   # env 0: both drive forward, 3 m apart: no crowding
+    total = torch.zeros(2)
+    for _ in range(5):
+        total += env.step_commands(cmd)[1]
+    assert total[0] > 0.5 and total[1].abs() < 1e-3
+    # everyone placed through the opening: success on the next step, paid n per step left
+    robots = env.snapshot().robots[:1].clone()
+    robots[0, :, 0] = cfg.gate_x + cfg.pass_margin + 0.5
+    env = MultiQuadEnv(cfg, num_envs=1, seed=0, auto_reset=False)
+    env.set_state(robots=robots)
+    _, r, term, _, info = env.step_commands(torch.zeros(1, 2, 3))
+    left = cfg.max_steps - 1
+    assert info['success'].item() and term.item()
+    assert r.item() == pytest.approx(cfg.num_robots * left * cfg.paper_reward.all_through, abs=1.0)
+
+
+def test_the_paper_variant_starts_every_episode_from_the_same_poses_on_a_1_5n_m_track():
+    cfg = load_task_config('gate_paper', overrides={'num_robots': 5})
+    assert cfg.arena.y_max - cfg.arena.y_min == pytest.approx(7.5)
+    assert cfg.lane_offsets == pytest.approx([-3.0, -1.5, 0.0, 1.5, 3.0])
+    assert cfg.episode_seconds == 30.0
+    a = MultiQuadEnv(cfg, num_envs=4, seed=1).snapshot().robots
+    b = MultiQuadEnv(cfg, num_envs=4, seed=2).snapshot().robots
+    assert torch.equal(a, b) and torch.equal(a[0], a[3])
+    assert (a[0, :, 0] == cfg.start_x).all()
+
+
+def test_the_paper_variant_observes_an_id_and_no_target():
+    spec = obs_spec('gate', load_task_config('gate_paper', overrides={'num_robots': 5}))
+    assert 'self.id' in spec and not any(k.startswith('target') for k in spec)
+    assert 'self.passed' in spec and 'gate_left.dx' in spec
+    real = obs_spec('gate', load_task_config('gate', overrides={'num_robots': 5}))
+    assert 'self.id' not in real and 'target.dx' in real
+
+
+def test_an_unknown_gate_variant_is_refused_by_name():
+    with pytest.raises(ConfigError, match='variant'):
+        load_task_config('gate', overrides={'variant': 'easy'})
+    with pytest.raises(ConfigError, match='success'):
+        load_task_config('gate_paper', overrides={'success': 'targets'})

@@ -66,6 +66,56 @@ def test_resume_continues_from_the_checkpoint(trained: Path):
     assert state['env_steps'] >= 600
 
 
+def test_a_run_continues_on_a_new_machine_from_its_model_dir_alone(trained: Path,
+                                                                  tmp_path: Path):
+    """No run dir (no buffer): counters, optimizers and curve go on, the buffer is refilled
+    with the current policy before updates resume, and the log and manifest say so."""
+    src = load_manifest(trained)
+    state = torch.load(trained / 'trainer_state.pt', weights_only=True)
+    assert 'buffer' not in state and state['env_steps'] == src.training['env_steps']
+    assert state['learner']['num_updates'] == src.training['updates']
+    out = tmp_path / 'continued'
+    rc = cli.main(['--task', str(trained.parent / 'tiny.yaml'), '--out', str(out),
+                   '--run-dir', str(tmp_path / 'fresh_machine'), '--no-progress',
+                   '--continue', str(trained), '--total-env-steps', '800'])
+    assert rc == 0
+    # the model dir holds the segment's best evaluation, the run dir its end
+    end = torch.load(tmp_path / 'fresh_machine' / 'checkpoint.pt', weights_only=True)
+    assert end['env_steps'] >= 800 and end['learner']['num_updates'] > src.training['updates']
+    got = load_manifest(out).training
+    assert got['env_steps'] > src.training['env_steps']
+    assert got['train_wall_time_s'] > src.training['train_wall_time_s']
+    (seg,) = got['segments']
+    assert seg['continued_from'] == str(trained) and seg['env_steps'] == src.training['env_steps']
+    assert 'refilled with the current policy' in seg['buffer']
+    records = [json.loads(x) for x in (out / 'metrics.jsonl').read_text().splitlines()]
+    kinds = [r['kind'] for r in records]
+    assert 'segment' in kinds
+    steps = [r['env_steps'] for r in records if r['kind'] != 'segment']
+    assert steps == sorted(steps) and steps[-1] > src.training['env_steps']   # one curve
+    # no update while the buffer refills: the first training record after the segment
+    # marker with updates past the source's comes only after warmup_env_steps more steps
+    after = records[kinds.index('segment') + 1:]
+    first = next(r for r in after if r.get('updates', 0) > src.training['updates'])
+    assert first['env_steps'] >= src.training['env_steps'] + TINY_TRAIN['warmup_env_steps']
+    # changed settings are refused: a continued run keeps its config
+    rc = cli.main(['--task', str(trained.parent / 'tiny.yaml'), '--out', str(tmp_path / 'x'),
+                   '--run-dir', str(tmp_path / 'x_run'), '--no-progress',
+                   '--continue', str(trained), '--set', 'lr=0.1'])
+    assert rc == 2
+
+
+def test_periodic_evaluations_record_the_learning_health_of_every_agent(trained: Path):
+    evals = [json.loads(x) for x in (trained / 'metrics.jsonl').read_text().splitlines()]
+    evals = [r for r in evals if r['kind'] == 'eval']
+    assert evals
+    h = evals[-1]['health']
+    assert h['transitions'] > 0
+    assert len(h['contact_auc']) == len(h['dynamics_error']) == 2
+    assert all(e is not None and e >= 0 for e in h['dynamics_error'] + h['reward_error'])
+    assert load_manifest(trained).training['health'] == h
+
+
 def test_init_from_starts_at_a_model_dirs_weights_and_records_the_totals(trained: Path,
                                                                        tmp_path: Path):
     src = load_manifest(trained)

@@ -81,13 +81,14 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         """The filled part, for resumable checkpoints."""
         return {'T': self.T, 'E': self.E, 'ptr': self.ptr, 'rows': self.rows,
-                **{k: getattr(self, k).cpu() for k in ('obs', 'next_obs', 'action', 'reward',
-                                                       'terminated', 'truncated')}}
+                **{k: getattr(self, k)[:self.rows].cpu() for k in (
+                    'obs', 'next_obs', 'action', 'reward', 'terminated', 'truncated')}}
 
     def load_state_dict(self, state: dict) -> None:
         if (state['T'], state['E']) != (self.T, self.E):
             raise ValueError(f"buffer shape (T={state['T']}, E={state['E']}) differs from "
                              f'(T={self.T}, E={self.E}): num_envs or buffer_size changed')
-        for k in ('obs', 'next_obs', 'action', 'reward', 'terminated', 'truncated'):
-            getattr(self, k).copy_(state[k])
         self.ptr, self.rows = int(state['ptr']), int(state['rows'])
+        for k in ('obs', 'next_obs', 'action', 'reward', 'terminated', 'truncated'):
+            # rows [0, rows) are the filled ones (all of them once the ring has wrapped)
+            getattr(self, k)[:self.rows].copy_(state[k][:self.rows])

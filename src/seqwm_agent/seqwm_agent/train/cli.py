@@ -3,6 +3,7 @@
     seqwm-train --task pushbox --out models/pushbox [--comm seq|dec|cen] [--run-dir runs/x]
     seqwm-train --task gate --robots 5               # writes models/gate_5robots
                 [--resume] [--device cuda] [--set key=value ...]
+    seqwm-train --task gate_paper --robots 5 --continue models/gate_paper_5robots --max-wall-s 9000
     seqwm-train --task pushbox --out models/pushbox --export-only   # model dir from the checkpoint
     seqwm-train --task pushbox --prediction-error models/pushbox/prediction_error
 
@@ -53,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="start from a model dir's weights (fresh optimizers and buffer), e.g. "
                          'to train a shipped model further in a later session; the manifest '
                          'records the totals over both')
+    ap.add_argument('--continue', dest='continue_from', metavar='MODEL_DIR', default=None,
+                    help="continue the run a model dir was exported from (its trainer_state.pt: "
+                         'weights, optimizers, counters, RNG) on any machine; the replay buffer '
+                         'is refilled with the current policy. Raise --max-wall-s / '
+                         '--total-env-steps past the recorded totals')
     ap.add_argument('--export-only', action='store_true',
                     help='write --out from <run-dir>/checkpoint.pt as it stands, no training')
     ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (when present)")
@@ -103,9 +109,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({'model_set_id': manifest.model_set_id, 'env_steps': trainer.env_steps,
                           'wall_s': round(trainer.wall_s, 1), 'out': str(out)}))
         return 0
-    if args.init_from and args.resume:
-        print('seqwm-train: --init-from and --resume exclude each other', file=sys.stderr)
+    if sum(map(bool, (args.init_from, args.resume, args.continue_from))) > 1:
+        print('seqwm-train: --init-from, --resume and --continue exclude each other',
+              file=sys.stderr)
         return 2
+    if args.continue_from:
+        try:
+            seg = trainer.continue_from(args.continue_from)
+        except (ValueError, FileNotFoundError, CheckpointError) as e:
+            print(f'seqwm-train: --continue: {e}', file=sys.stderr)
+            return 2
+        print(f"seqwm-train: continuing {args.continue_from} at {seg['env_steps']} env steps, "
+              f"{seg['train_wall_s']:.0f} s; {seg['buffer']}")
     if args.init_from:
         try:
             rec = trainer.init_from(args.init_from)

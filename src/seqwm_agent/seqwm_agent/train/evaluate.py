@@ -40,6 +40,7 @@ from ..core.world_model import WorldModel
 from ..runtime.chain import LOOPBACK_HOP_MS, measured_plan_ms, preset_planner
 from ..runtime.team import LinkConfig, TeamRuntime
 from ..sim import MultiQuadEnv, load_task_config
+from .health import Transitions
 from .team import ChainedActors, ChainedTeam
 
 
@@ -69,9 +70,11 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
                  device: str | torch.device = 'cpu', record: bool = False,
                  link: LinkConfig = LinkConfig(), chain: ChainSettings | None = None,
                  chain_mode: str = 'plan', action_scale: Sequence[float] | None = None,
-                 team: ChainedTeam | None = None) -> dict[str, Any]:
+                 team: ChainedTeam | None = None,
+                 transitions: Transitions | None = None) -> dict[str, Any]:
     """Run `episodes` episodes in parallel; returns metrics (and, with `record`, episode 0's
-    frames and the commands every robot sent at each tick).
+    frames and the commands every robot sent at each tick). `transitions`: gathers every live
+    team transition (for the trainer's health monitor, train/health.py).
 
     policy 'planner': the deployed controller (chain_mode 'plan'; 'after' and 'off' are the
     diagnostics of runtime.controller.CHAIN_MODES); 'actor': each robot's actor mean, through
@@ -116,7 +119,12 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
         if recorder and bool(active[0]):
             sent.append(commands[0].tolist())
         plans += rows.numel() * n
-        obs, _, term, trunc, info = env.step_commands(commands)
+        prev = obs
+        obs, reward, term, trunc, info = env.step_commands(commands)
+        if transitions is not None:
+            scale_t = torch.as_tensor(scale, dtype=torch.float32, device=device)
+            transitions.add(prev[rows], commands[rows].float() / scale_t, reward[rows],
+                            info['collision'][rows], obs[rows])
         tick += 1
         ended = active & (term | trunc)
         success |= ended & info['success']

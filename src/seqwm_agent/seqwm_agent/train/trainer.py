@@ -45,6 +45,7 @@ from .curves import plot_learning_curve, read_metrics
 from ..runtime.team import LinkConfig, TeamRuntime
 from .evaluate import chain_settings_of, run_episodes
 from .grow import grow_agent, source_index
+from .health import Transitions, learning_health
 from .team import ChainedActors
 from .update import SequentialUpdate
 
@@ -57,6 +58,9 @@ def git_commit() -> str:
         return out.stdout.strip() or 'unknown'
     except (OSError, subprocess.SubprocessError):
         return 'unknown'
+
+
+STATE_FILE = 'trainer_state.pt'     # state() beside an exported model: what continue_from reads
 
 
 def cat_batches(a: Batch, b: Batch) -> Batch:
@@ -130,20 +134,44 @@ class Trainer:
         self.checkpoint_config: dict[str, Any] | None = None   # set by resume()
         self.init_record: dict[str, Any] | None = None          # set by init_from()
         self._recent: list[tuple[float, bool]] = []
+        self.health: dict[str, Any] | None = None   # the last periodic evaluation's (health.py)
+        self.segments: list[dict[str, Any]] = []     # continue_from() records, oldest first
+        self.updates_from = cfg.warmup_env_steps     # env steps before updates (re)start
 
     # ---- persistence ---------------------------------------------------------------------------
+    _COUNTERS = ('env_steps', 'iteration', 'wall_s', 'eval_wall_s', 'update_credit',
+                 'best_success', 'best', 'next_eval', 'updates_from')
+
+    def state(self) -> dict[str, Any]:
+        """Everything a run is, but its replay buffers: config, weights, optimizers, Q scales,
+        counters, RNG, provenance. Exported with the model (trainer_state.pt), so a run can be
+        continued on another machine from what is committed (continue_from)."""
+        return {'config': self.cfg.to_dict(), 'models': [m.state_dict() for m in self.models],
+                'learner': self.learner.state_dict(), 'gen': self.gen.get_state(),
+                **{k: getattr(self, k) for k in self._COUNTERS},
+                # a run started --init-from keeps its provenance (and its curve's offsets)
+                # across --resume: without it a resumed segment's manifest forgets the source
+                'init_record': self.init_record, 'health': self.health,
+                'segments': self.segments}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        for m, s in zip(self.models, state['models']):
+            m.load_state_dict(s)
+        self.learner.load_state_dict(state['learner'])
+        for k in self._COUNTERS:
+            if k in state:
+                setattr(self, k, state[k])
+        self.eval_wall_s = float(self.eval_wall_s)
+        self.init_record = state.get('init_record')
+        self.health = state.get('health')
+        self.segments = list(state.get('segments') or [])
+        self.gen.set_state(state['gen'])
+        self.checkpoint_config = state['config']
+
     def checkpoint(self) -> Path:
-        """Everything needed to resume (models, optimizers, scales, buffers, counters, RNG)."""
-        state = {'config': self.cfg.to_dict(), 'models': [m.state_dict() for m in self.models],
-                 'learner': self.learner.state_dict(), 'buffer': self.buffer.state_dict(),
-                 'plan_buffer': self.plan_buffer.state_dict() if self.plan_buffer else None,
-                 'env_steps': self.env_steps, 'iteration': self.iteration, 'wall_s': self.wall_s,
-                 'update_credit': self.update_credit, 'best_success': self.best_success,
-                 'eval_wall_s': self.eval_wall_s,
-                 'best': self.best, 'next_eval': self.next_eval, 'gen': self.gen.get_state(),
-                 # a run started --init-from keeps its provenance (and its curve's offsets)
-                 # across --resume: without it a resumed segment's manifest forgets the source
-                 'init_record': self.init_record}
+        """Everything needed to resume here: state() plus the replay buffers (filled rows)."""
+        state = {**self.state(), 'buffer': self.buffer.state_dict(),
+                 'plan_buffer': self.plan_buffer.state_dict() if self.plan_buffer else None}
         path = self.run_dir / 'checkpoint.pt'
         tmp = path.with_suffix('.tmp')
         torch.save(state, tmp)
@@ -151,29 +179,54 @@ class Trainer:
         return path
 
     def resume(self) -> bool:
+        """Continue from <run_dir>/checkpoint.pt, buffers included (the same machine)."""
         path = self.run_dir / 'checkpoint.pt'
         if not path.exists():
             return False
         # weights only: a run directory is data, and a crafted pickle must not run code here
         state = torch.load(path, map_location=self.device, weights_only=True)
-        for m, s in zip(self.models, state['models']):
-            m.load_state_dict(s)
-        self.learner.load_state_dict(state['learner'])
+        self._load_state(state)
         self.buffer.load_state_dict(state['buffer'])
         if self.plan_buffer and state['plan_buffer']:
             self.plan_buffer.load_state_dict(state['plan_buffer'])
-        for k in ('env_steps', 'iteration', 'wall_s', 'update_credit', 'best_success', 'best',
-                  'next_eval'):
-            setattr(self, k, state[k])
-        self.eval_wall_s = float(state.get('eval_wall_s', 0.0))
-        self.init_record = state.get('init_record')
-        self.gen.set_state(state['gen'])
-        self.checkpoint_config = state['config']
+        self._restart_envs()
+        return True
+
+    def continue_from(self, model_dir: str | Path) -> dict[str, Any]:
+        """Continue the run a model dir was exported from (its trainer_state.pt), on any
+        machine: the replay buffer does not travel, so it is refilled with the current policy
+        (warmup_env_steps transitions, no updates meanwhile) and the log and manifest say so.
+        The counters, the curve (the model's metrics.jsonl) and the wall time go on."""
+        path = Path(model_dir) / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f'{path}: the model dir holds no trainer state (exported '
+                                    'before runs could be continued); use --init-from')
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state['config'] != self.cfg.to_dict():
+            changed = sorted(k for k in state['config']
+                             if state['config'][k] != self.cfg.to_dict().get(k))
+            if set(changed) - {'max_wall_s', 'total_env_steps'}:
+                raise ValueError(f'{model_dir}: trained with other settings ({", ".join(changed)});'
+                                 ' a continued run keeps its config (only the budgets may grow)')
+        self._load_state(state)
+        self.updates_from = self.env_steps + self.cfg.warmup_env_steps
+        prior = Path(model_dir) / 'metrics.jsonl'     # one curve over every segment
+        if prior.is_file() and not (self.metrics_path.exists() and self.metrics_path.stat().st_size):
+            self.metrics_path.write_text(prior.read_text())
+        segment = {'continued_from': str(model_dir), 'env_steps': self.env_steps,
+                   'updates': self.learner.num_updates, 'train_wall_s': round(self.train_wall_s, 1),
+                   'buffer': f'refilled with the current policy: {self.cfg.warmup_env_steps} '
+                             'transitions before updates resume'}
+        self.segments.append(segment)
+        self.log({'kind': 'segment', **segment})
+        self._restart_envs()
+        return segment
+
+    def _restart_envs(self) -> None:
         # environments restart their episodes from a seed derived from the resume point
         self.obs = self.env.reset(seed=self.cfg.seed + 100 + self.iteration)
         if self.plan_env:
             self.plan_obs = self.plan_env.reset(seed=self.cfg.seed + 200 + self.iteration)
-        return True
 
     def init_from(self, model_dir: str | Path) -> dict[str, Any]:
         """Start from a shipped model's weights (fresh optimizers and buffer): the way to train
@@ -272,6 +325,7 @@ class Trainer:
                       'compiled_update': self.learner.compiled,
                       'device': str(self.device), 'torch_threads': torch.get_num_threads(),
                       'git_commit': git_commit(), 'seed': self.cfg.seed,
+                      'health': self.health, 'segments': self.segments,
                       'config': self.cfg.to_dict(),
                       'task_config': task_config_to_dict(self.task_cfg)}
             | ({'init_from': self._init_totals()} if self.init_record else {}),
@@ -282,6 +336,9 @@ class Trainer:
         save_team(out_dir, [m.cpu() for m in self.models], manifest)
         for m in self.models:
             m.to(self.device)
+        tmp = out_dir / (STATE_FILE + '.tmp')
+        torch.save(self.state(), tmp)
+        os.replace(tmp, out_dir / STATE_FILE)
         plot_learning_curve(read_metrics(self.metrics_path), out_dir / 'learning_curve.png',
                             title=f'{self.task_cfg.name} ({self.cfg.comm}), {self.n} robots')
         (out_dir / 'metrics.jsonl').write_text(self.metrics_path.read_text()
@@ -302,7 +359,8 @@ class Trainer:
     def _act(self, obs: torch.Tensor, actors: ChainedActors) -> torch.Tensor:
         """Commands (B, n, 3) m/s: random in the warm-up (the actors, noisy, when the run
         started from a trained model), else the actors, through the chain."""
-        if self.env_steps < self.cfg.warmup_env_steps and self.init_record is None:
+        if self.env_steps < self.cfg.warmup_env_steps and self.init_record is None \
+                and not self.segments:
             return actors.random(obs.shape[0], self.gen)[0]
         return actors.act(obs)[0]
 
@@ -339,9 +397,11 @@ class Trainer:
                                'train_wall_s': round(self.train_wall_s, 1)}
         for m in self.models:
             m.eval()
+        seen = Transitions()
         out['actor'] = run_episodes(self.models, self.task_cfg, cfg.planner_config('eval_planner'),
                                     cfg.comm, max(cfg.eval_episodes, 32), seed=10_000,
-                                    policy='actor', device=self.device)
+                                    policy='actor', device=self.device, transitions=seen)
+        out['health'] = self.health = learning_health(self.models, cfg.comm, seen)
         if cfg.comm != 'cen':
             out['planner'] = run_episodes(self.models, self.task_cfg,
                                           cfg.planner_config('eval_planner'), cfg.comm,
@@ -373,7 +433,8 @@ class Trainer:
             tqdm.write(f"eval @ {self.env_steps} steps: actor success {ev['actor']['success_rate']:.2f} "
                        f"return {ev['actor']['mean_return']:.2f}"
                        + (f"; planner success {ev['planner']['success_rate']:.2f} return "
-                          f"{ev['planner']['mean_return']:.2f}" if 'planner' in ev else ''))
+                          f"{ev['planner']['mean_return']:.2f}" if 'planner' in ev else '')
+                       + f"; contact AUC {ev['health']['contact_auc']}")
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -392,7 +453,7 @@ class Trainer:
                 self.obs = self._step(self.env, self.buffer, self.obs,
                                       self._act(self.obs, self.actors), [self.actors])
                 if self.plan_env is not None and self.iteration % cfg.plan_every == 0:
-                    if self.env_steps < cfg.warmup_env_steps or self.plan_team is None:
+                    if self.env_steps < self.updates_from or self.plan_team is None:
                         cmd = self._act(self.plan_obs, self.plan_actors)
                     else:
                         # the deployed controllers (MPPI is their exploration)
@@ -402,7 +463,7 @@ class Trainer:
                     self.plan_obs = self._step(self.plan_env, self.plan_buffer, self.plan_obs, cmd,
                                                resets)
             self.iteration += 1
-            if self.env_steps >= cfg.warmup_env_steps and self.buffer.rows >= self.learner.window:
+            if self.env_steps >= self.updates_from and self.buffer.rows >= self.learner.window:
                 if self.learner.num_updates == 0:
                     self.update_credit += cfg.pretrain_updates
                 self.update_credit += (self.env_steps - before) * cfg.updates_per_env_step
