@@ -236,7 +236,7 @@ class GateTask(Task):
         overlapping a wall (the gate's or the arena's) or another robot's trunk box."""
         if self.cfg.variant == 'realistic':
             return touching
-        c, B, n = self.cfg, self.B, self.n
+        c, n = self.cfg, self.n
         pose = self.world.pose[:, :n]
         xy, yaw = pose[..., :2], pose[..., 2]
         half = xy.new_tensor(c.trunk) / 2
