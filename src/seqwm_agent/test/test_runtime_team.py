@@ -83,3 +83,32 @@ def test_commands_stay_inside_the_chain_limits():
     assert bool((cmds.abs() <= lim + 1e-12).all())
     step = (cmds[1:] - cmds[:-1]).abs()
     assert bool((step <= torch.tensor([2.0, 1.0, 2.0], dtype=torch.float64) * 0.1 + 1e-9).all())
+
+
+def test_the_link_alone_predicts_every_mode_the_controllers_plan_on():
+    """ChainLink (what training presents) and TeamRuntime's controllers (what robots run) agree
+    tick by tick, team by team, on a lossy link whose intents are sometimes late."""
+    link = LinkConfig(plan_ms=(15.0, 40.0), hop_ms=(5.0, 5.0), budget_ms=(20.0, 5.0), loss=0.3)
+    t = team(6, link, seed=3)
+    o = obs(6)
+    seen = torch.zeros(3, dtype=torch.long)
+    for k in range(12):
+        t.act(o, k)
+        for i in range(2):
+            assert torch.equal(t.last_link.mode[i], t.last_modes[i]), (k, i)
+        seen += torch.bincount(t.last_link.mode[1], minlength=3)
+    assert (seen > 0).all()          # fresh, cached and masked all occurred
+
+
+def test_slot_ages_compose_down_the_chain():
+    # every intent late: robot 1 plans on robot 0's intent of the previous tick (slot 0 aged 1);
+    # robot 2 on robot 1's previous intent, which itself carried slot 0 aged 1: now aged 2
+    from seqwm_agent.runtime.team import ChainLink
+    slow = LinkConfig(plan_ms=(70.0, 70.0), hop_ms=(5.0, 5.0), budget_ms=(20.0, 5.0))
+    link = ChainLink(3, 1, 0.1, slow, horizon=3)
+    ticks = [link.tick(k) for k in range(4)]
+    assert ticks[0].slot_age[0].tolist() == [[-1, -1, -1]] * 3       # nothing yet
+    assert ticks[1].slot_age[0, 1].tolist() == [1, -1, -1]
+    assert ticks[2].slot_age[0, 2].tolist() == [2, 1, -1]
+    on_time = ChainLink(3, 1, 0.1, ON_TIME, horizon=3).tick(0)
+    assert on_time.slot_age[0].tolist() == [[-1, -1, -1], [0, -1, -1], [0, 0, -1]]

@@ -139,3 +139,59 @@ def test_baseline_inputs(comm):
     else:   # cen: agent 0 sees slot 1 and agent 1 sees slot 0, never their own
         assert torch.all(flags[1] == 1) and torch.all(flags[2] == 1)
         assert torch.all(flags[0] == 0) and torch.all(flags[3] == 0)
+
+
+def _with_ages(batch, age: int, prev_ok: bool):
+    ages = torch.full_like(batch.slot_age, -1)
+    ages[..., 1, 0] = age                       # agent 1's view of agent 0's slot
+    return batch._replace(slot_age=ages, prev_ok=torch.full_like(batch.prev_ok, prev_ok))
+
+
+@pytest.mark.parametrize('age,prev_ok,valid', [
+    (0, True, True),        # fresh: the prediction of the window's own tick
+    (1, True, True),        # cached: the previous tick's prediction, shifted one step
+    (1, False, False),      # cached, but the tick before was another episode: masked
+    (-1, True, False),      # masked by the link
+    (2, True, False),       # older than one tick: presented masked
+])
+def test_the_update_presents_the_intent_form_the_link_recorded(age, prev_ok, valid):
+    cfg = tiny_cfg()
+    models, layout, learner = team(cfg)
+    batch = filled_buffer().sample(16, learner.window, torch.Generator().manual_seed(2))
+    learner.update(_with_ages(batch, age, prev_ok))
+    e = learner.last_inputs[1]                                        # (H+1, B, de)
+    slot = layout.slot_dim
+    flag = e[..., slot - 1]                                           # slot 0's valid flag
+    assert bool((flag == 1).all()) if valid else bool((flag == 0).all())
+
+
+def test_a_cached_form_is_the_previous_ticks_prediction_shifted_not_the_fresh_one():
+    cfg = tiny_cfg()
+    _, layout, learner = team(cfg)
+    batch = filled_buffer().sample(16, learner.window, torch.Generator().manual_seed(2))
+    state = [m.state_dict() for m in learner.models]
+    learner.update(_with_ages(batch, 0, True))
+    fresh = learner.last_inputs[1].clone()
+    for m, s in zip(learner.models, state):
+        m.load_state_dict(s)
+    _, _, learner2 = team(cfg)
+    for m, s in zip(learner2.models, state):
+        m.load_state_dict(s)
+    learner2.update(_with_ages(batch, 1, True))
+    cached = learner2.last_inputs[1]
+    dz = layout.latent_dim
+    # the cache's step h is the previous tick's step h + 1, so the two differ in content
+    assert not torch.allclose(fresh[..., :dz], cached[..., :dz])
+    # and its last latent repeats (the shift's tail holds the last prediction)
+    assert torch.equal(cached[-1, :, :dz], cached[-2, :, :dz])
+
+
+def test_the_buffer_records_the_row_before_each_window():
+    buf = filled_buffer(rows=10, envs=1, episode=100)
+    b = buf.sample(64, 4, torch.Generator().manual_seed(0))
+    for k in range(64):
+        if b.prev_ok[0, k]:
+            # the window's first obs is the row after the previous one in the buffer
+            rows = (buf.obs[:, 0] == b.prev_obs[0, k]).all(-1).all(-1).nonzero().flatten()
+            assert torch.equal(buf.obs[int(rows[0]) + 1, 0], b.obs[0, k])
+    assert not bool(b.prev_ok.all()) and bool(b.prev_ok.any())      # the first row has none

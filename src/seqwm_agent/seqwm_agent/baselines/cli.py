@@ -27,9 +27,11 @@ from .policy import ALGOS, PolicyTeam, load_policy, write_baseline_manifest
 from .ppo import PPOConfig, PPOTrainer
 
 
-def default_out(task: str, robots: int, algo: str) -> Path:
-    """models/baselines/<the SeqWM model's name>_<algo>: gate_5robots_mappo, pushbox_ippo."""
-    return Path('models/baselines') / f'{Path(task_info(task).model_dir_for(robots)).name}_{algo}'
+def default_out(task: str, robots: int, algo: str, variant: str = 'realistic') -> Path:
+    """models/baselines/<the SeqWM model's name>_<algo>: gate_5robots_mappo, pushbox_ippo,
+    gate_paper_5robots_ippo."""
+    name = Path(task_info(task).model_dir_for(robots, variant=variant)).name
+    return Path('models/baselines') / f'{name}_{algo}'
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -41,8 +43,8 @@ def _train(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = value
     cfg = PPOConfig.from_dict(overrides)
-    out = Path(args.out) if args.out else default_out(task_cfg.name, task_cfg.num_robots,
-                                                      cfg.algo)
+    out = Path(args.out) if args.out else default_out(
+        task_cfg.name, task_cfg.num_robots, cfg.algo, getattr(task_cfg, 'variant', 'realistic'))
     print(f'seqwm-baseline: {cfg.algo} on {task_cfg.name}, {task_cfg.num_robots} robots -> '
           f'{out} ({args.threads} threads, budget {cfg.max_wall_s:g} s / '
           f'{cfg.total_env_steps} env steps)', flush=True)

@@ -29,7 +29,7 @@ import torch
 
 from ..core.command import ChainSettings
 from ..core.config import PlannerConfig
-from ..core.intent import IntentLayout
+from ..core.intent import CacheMode, IntentCache, IntentLayout
 from ..core.validate import integer, number
 from ..core.world_model import WorldModel
 from .chain import LOOPBACK_HOP_MS, ChainTiming
@@ -73,6 +73,116 @@ class LinkConfig:
         return ChainTiming(dt, plan / 1e3, hop / 1e3)
 
 
+@dataclass
+class LinkTick:
+    """One tick of a simulated chain, per robot i (lists of length n, tensors over B teams)."""
+
+    on_time: list[torch.Tensor]     # (B,) bool: i planned on its predecessor's intent of the tick
+    late: list[torch.Tensor]        # (B,) bool: that intent came after the deadline (cache, t + 1)
+    mode: list[torch.Tensor]        # (B,) CacheMode robot i planned on
+    slot_age: torch.Tensor          # (B, n, n) int8: in robot i's e^i, slot j's age in ticks
+                                    #   (0 fresh, k: shifted k ticks by the cache), -1 masked
+    sent_s: torch.Tensor            # (B, n) float64: from the frame to each robot's command
+    runs: list[list[Run]]           # per robot, each team's scheduler run
+
+
+class ChainLink:
+    """When each robot of B teams gets its predecessor's intent, and in what form it plans on
+    it: the timing of `TeamRuntime` without the planning, so training can present every agent
+    the intent forms its deployed link produces, at the rates it produces them.
+
+    Per tick and robot, in order: a loss draw and a planning time (log-normal through the
+    measured p50 and p99), the robot's `Scheduler` deciding between the intent (arrival before
+    its deadline) and the deadline, and an `IntentCache` over a content-free layout deciding
+    fresh / cached (shifted) / masked with the robot's own rules, ages carried slot by slot
+    through the chain (e^{i+1} = e^i + slot i at age 0)."""
+
+    def __init__(self, n: int, batch: int, dt: float, link: LinkConfig, horizon: int,
+                 listens: Sequence[bool] | None = None, seed: int = 0) -> None:
+        self.n, self.batch, self.dt, self.link = n, batch, float(dt), link
+        self.timing = link.timing(self.dt)
+        self.listens = list(listens) if listens is not None else [k > 0 for k in range(n)]
+        self.layout = IntentLayout(n, horizon, 1, 1)       # forms only: valid flags and ages
+        self.caches = [IntentCache(self.layout, link.cache_max_age_ticks, batch)
+                       for _ in range(n)]
+        self.gen = torch.Generator(device='cpu').manual_seed(seed + 17)
+        self._new_schedulers()
+
+    def _new_schedulers(self) -> None:
+        # a stale timeout far beyond an episode: simulated frames never stop coming
+        self.schedulers = [[self._scheduler(i) for _ in range(self.batch)] for i in range(self.n)]
+
+    def _scheduler(self, i: int) -> Scheduler:
+        return Scheduler(i, self.timing.deadline_s(i), 1e9, self.dt, listens=self.listens[i])
+
+    def tick(self, tick: int) -> LinkTick:
+        B, n, link = self.batch, self.n, self.link
+        t0 = tick * self.dt
+        (p50, p99), hop = link.plan_ms, link.hop_ms[0] / 1e3
+        sigma = math.log(p99 / p50) / 2.326 if p99 > p50 > 0 else 0.0     # z of the 99th pct
+        done = [t0] * B       # when the previous robot of each team sent its intent (robot 0: none)
+        out = LinkTick([], [], [], torch.full((B, n, n), -1, dtype=torch.int8),
+                       torch.zeros(B, n, dtype=torch.float64), [])
+        prev = None
+        for i in range(n):
+            lost = torch.rand(B, generator=self.gen) < link.loss
+            plan = p50 / 1e3 * torch.exp(sigma * torch.randn(B, generator=self.gen,
+                                                             dtype=torch.float64))
+            on_time = torch.zeros(B, dtype=torch.bool)
+            late = torch.zeros(B, dtype=torch.bool)
+            runs: list[Run] = []
+            for b in range(B):
+                sch = self.schedulers[i][b]
+                arrive = math.inf if (lost[b] or not self.listens[i]) else done[b] + hop
+                got = sch.on_frame(tick, None, True, t0)
+                if not got:          # waiting for robot i-1's intent of this tick
+                    due = t0 + self.timing.deadline_s(i)    # at the deadline is late, as on a robot
+                    got = sch.on_intent(tick, arrive) if arrive < due else sch.on_timer(due)
+                run = got[0]
+                on_time[b] = run.trigger == Trigger.INTENT
+                late[b] = math.isfinite(arrive) and not on_time[b]
+                runs.append(run)
+            # the forms, by the robot's own cache rules (Controller.step's order)
+            cache = self.caches[i]
+            if self.listens[i]:
+                if prev is not None and bool(on_time.any()):
+                    cache.update(prev, tick, on_time)
+                intent, mode = cache.lookup(tick)
+            else:
+                intent = self.layout.empty(B)
+                mode = torch.full((B,), int(CacheMode.FRESH), dtype=torch.long)
+            out.slot_age[:, i] = torch.where(intent.valid, intent.age, -1).to(torch.int8)
+            mine = self.layout.insert(intent, i, torch.zeros(B, self.layout.horizon + 1, 1),
+                                      torch.zeros(B, self.layout.horizon, 1))
+            if self.listens[i] and prev is not None and bool(late.any()):
+                cache.update(prev, tick, late)                # the cache for t + 1
+            sent = torch.tensor([r.waited_s for r in runs], dtype=torch.float64) + plan
+            done = (t0 + sent).tolist()
+            out.on_time.append(on_time)
+            out.late.append(late)
+            out.mode.append(mode)
+            out.sent_s[:, i] = sent
+            out.runs.append(runs)
+            prev = mine
+        return out
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Teams whose episode restarted (B,) bool: caches empty, schedulers new."""
+        for cache in self.caches:
+            cache.clear(rows)
+        for i in range(self.n):
+            for b in rows.nonzero().flatten().tolist():
+                self.schedulers[i][b] = self._scheduler(i)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only some teams (index tensor)."""
+        keep = rows.tolist()
+        for cache in self.caches:
+            cache.select(rows)
+        self.schedulers = [[s[k] for k in keep] for s in self.schedulers]
+        self.batch = len(keep)
+
+
 class TeamRuntime:
     """n deployed controllers over B teams, linked as `LinkConfig` says."""
 
@@ -90,8 +200,8 @@ class TeamRuntime:
                        cache_max_age_ticks=link.cache_max_age_ticks, seed=seed + 1000 * i,
                        comm=comm, device=device, chain_mode=chain_mode)
             for i, m in enumerate(models)]
-        self._new_schedulers()
-        self.loss_gen = torch.Generator(device='cpu').manual_seed(seed + 17)
+        self.chain_link = ChainLink(self.n, batch, self.dt, link, layout.horizon,
+                                    [c.listens for c in self.controllers], seed)
         # per robot: counts of fresh / cached / masked ticks, and scheduler triggers; the time
         # from the frame to each robot's command, summed (the chain's latency)
         self.mode_counts = torch.zeros(self.n, 3, dtype=torch.long)
@@ -99,14 +209,8 @@ class TeamRuntime:
         self.command_s_max = torch.zeros(self.n, dtype=torch.float64)
         self.trigger_counts = torch.zeros(self.n, len(Trigger), dtype=torch.long)
         self.team_ids = torch.arange(batch)
-
-    def _new_schedulers(self) -> None:
-        # a stale timeout far beyond an episode: simulated frames never stop coming
-        self.schedulers = [[self._scheduler(i) for _ in range(self.batch)] for i in range(self.n)]
-
-    def _scheduler(self, i: int) -> Scheduler:
-        return Scheduler(i, self.timing.deadline_s(i), 1e9, self.dt,
-                         listens=self.controllers[i].listens)
+        self.last_link: LinkTick | None = None
+        self.last_modes: list[torch.Tensor] = []     # per robot, the mode its controller used
 
     def _seeds(self, i: int, tick: int) -> list[int] | None:
         if not self.deterministic:
@@ -118,44 +222,25 @@ class TeamRuntime:
     def act(self, obs: torch.Tensor, tick: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One control tick of every team: obs (B, n, obs_dim) -> (commands (B, n, 3) in m/s,
         m/s, rad/s, ok (B, n): a finite plan was commanded)."""
-        B, n, link = self.batch, self.n, self.link
-        t0 = tick * self.dt
-        (p50, p99), hop = link.plan_ms, link.hop_ms[0] / 1e3
-        plan_p50 = p50 / 1e3
-        sigma = math.log(p99 / p50) / 2.326 if p99 > p50 > 0 else 0.0     # z of the 99th pct
+        B, n = self.batch, self.n
+        link = self.last_link = self.chain_link.tick(tick)
         commands = torch.zeros(B, n, 3, dtype=torch.float64, device=self.device)
         ok = torch.zeros(B, n, dtype=torch.bool, device=self.device)
-        done = [t0] * B       # when the previous robot of each team sent its intent (robot 0: none)
         prev_out = None
+        self.last_modes = []
         for i, ctl in enumerate(self.controllers):
-            lost = torch.rand(B, generator=self.loss_gen) < link.loss
-            plan = plan_p50 * torch.exp(sigma * torch.randn(B, generator=self.loss_gen,
-                                                            dtype=torch.float64))
-            on_time = torch.zeros(B, dtype=torch.bool)
-            late = torch.zeros(B, dtype=torch.bool)
-            runs: list[Run] = []
-            for b in range(B):
-                sch = self.schedulers[i][b]
-                arrive = math.inf if (lost[b] or not ctl.listens) else done[b] + hop
-                got = sch.on_frame(tick, None, True, t0)
-                if not got:          # waiting for robot i-1's intent of this tick
-                    due = t0 + self.timing.deadline_s(i)    # at the deadline is late, as on a robot
-                    got = sch.on_intent(tick, arrive) if arrive < due else sch.on_timer(due)
-                run = got[0]
-                on_time[b] = run.trigger == Trigger.INTENT
-                late[b] = math.isfinite(arrive) and not on_time[b]
-                runs.append(run)
+            on_time, late = link.on_time[i], link.late[i]
             if prev_out is not None and bool(on_time.any()):
                 ctl.receive(prev_out.intent, tick, on_time.to(self.device))
             out = ctl.step(obs[:, i], tick, self.dt, self._seeds(i, tick))
             if prev_out is not None and bool(late.any()):
                 ctl.receive(prev_out.intent, tick, late.to(self.device))   # cache for t + 1
             commands[:, i], ok[:, i] = out.commands, out.ok
+            self.last_modes.append(out.mode.cpu())
             self.mode_counts[i] += torch.bincount(out.mode.cpu(), minlength=3)[:3]
             self.trigger_counts[i] += torch.bincount(
-                torch.tensor([int(r.trigger) for r in runs]), minlength=len(Trigger))
-            sent = torch.tensor([r.waited_s for r in runs], dtype=torch.float64) + plan
-            done = (t0 + sent).tolist()
+                torch.tensor([int(r.trigger) for r in link.runs[i]]), minlength=len(Trigger))
+            sent = link.sent_s[:, i]
             self.command_s_sum[i] += sent.sum()
             self.command_s_max[i] = max(float(self.command_s_max[i]), float(sent.max()))
             prev_out = out
@@ -166,15 +251,12 @@ class TeamRuntime:
         for ctl in self.controllers:
             ctl.stop(rows.to(self.device))
             ctl.forget(rows.to(self.device))
-        for i in range(self.n):
-            for b in rows.nonzero().flatten().tolist():
-                self.schedulers[i][b] = self._scheduler(i)
+        self.chain_link.reset(rows)
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only some teams (index tensor): the episodes still running."""
-        keep = rows.tolist()
         for ctl in self.controllers:
             ctl.select(rows.to(self.device))
-        self.schedulers = [[s[k] for k in keep] for s in self.schedulers]
+        self.chain_link.select(rows.cpu())
         self.team_ids = self.team_ids[rows.cpu()]
-        self.batch = len(keep)
+        self.batch = int(rows.numel())

@@ -16,6 +16,7 @@ import yaml
 from ..core.compiled import COMPILE_MODES
 from ..core.config import ConfigError, ModelConfig, PlannerConfig
 from ..core.validate import build, choice, integer, number
+from ..runtime.team import LinkConfig
 
 COMM_MODES = ('seq', 'dec', 'cen')
 
@@ -64,6 +65,10 @@ class TrainConfig:
         'num_samples': 128, 'num_pi_trajs': 24, 'num_elites': 32, 'iterations': 3})
     collect_planner: dict[str, Any] = field(default_factory=lambda: {
         'num_samples': 128, 'num_pi_trajs': 24, 'num_elites': 32, 'iterations': 3})
+    # the intent link collection simulates (runtime.team.LinkConfig keys: plan_ms, hop_ms,
+    # loss, cache_max_age_ticks, budget_ms): the forms (fresh / cached / masked) every agent is
+    # trained on come from it, as the deployed link produces them
+    link: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         b = 'train'
@@ -83,7 +88,8 @@ class TrainConfig:
         for name in ('dynamics_coef', 'reward_coef', 'q_coef', 'termination_coef', 'entropy_coef',
                      'explore_std', 'max_wall_s', 'checkpoint_every_s'):
             number(f'{b}.{name}', getattr(self, name), 0.0)
-        self.planner_config()     # validate the planner blocks now, with their key names
+        self.link_config()        # validate the link and planner blocks now, with their names
+        self.planner_config()
         self.planner_config('eval_planner')
         self.planner_config('collect_planner')
 
@@ -102,6 +108,16 @@ class TrainConfig:
             return PlannerConfig.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f'train.{which}: {exc}') from None
+
+    def link_config(self) -> LinkConfig:
+        """The simulated intent link of collection (`link`), as a LinkConfig."""
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in self.link.items()}
+        try:
+            return LinkConfig(**data)
+        except ConfigError as exc:
+            raise ConfigError(f'train.{exc}') from None
+        except TypeError as exc:
+            raise ConfigError(f'train.link: {exc}') from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> TrainConfig:

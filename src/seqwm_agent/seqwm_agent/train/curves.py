@@ -64,7 +64,11 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
     success against training wall time."""
     train = [m for m in metrics if m.get('kind') == 'train' and m.get('train_return') is not None]
     evals = [m for m in metrics if m.get('kind') == 'eval']
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.8))
+    health = [m for m in evals if m.get('health') and any(
+        a is not None for a in m['health']['contact_auc'])]
+    ncol = 4 if health else 3
+    fig, axes = plt.subplots(1, ncol, figsize=(4.7 * ncol, 3.8))
+    ax1, ax2, ax3 = axes[:3]
     if train:
         ax1.plot([m['env_steps'] for m in train], [m['train_return'] for m in train],
                  color='tab:gray', lw=1, label='training episodes (actor + noise)')
@@ -85,7 +89,20 @@ def plot_learning_curve(metrics: list[dict], path: str | Path, title: str = '') 
     for ax in (ax2, ax3):
         ax.set_ylabel('success rate')
         ax.set_ylim(-0.02, 1.02)
-    return _finish(fig, (ax1, ax2, ax3), title, path)
+    if health:      # does each world model see contacts coming (train/health.py)
+        ax4 = axes[3]
+        x = [m['env_steps'] for m in health]
+        for i in range(len(health[-1]['health']['contact_auc'])):
+            ax4.plot(x, [m['health']['contact_auc'][i] for m in health], 'o-', ms=3,
+                     label=f'agent {i + 1}')
+        ax4.axhline(0.5, color='k', ls=':', lw=1, label='chance')
+        ax4.set_xlabel('env steps (team transitions)')
+        ax4.set_ylabel('contact AUC of the reward head')
+        ax4.set_ylim(0.0, 1.02)
+    for seg in (m for m in metrics if m.get('kind') == 'segment'):
+        for ax in (ax1, ax2):      # where a continued run refilled its buffer
+            ax.axvline(seg['env_steps'], color='tab:purple', ls='--', lw=1)
+    return _finish(fig, tuple(axes), title, path)
 
 
 def plot_comparison(runs: dict[str, list[dict]], path: str | Path, title: str = '') -> Path:

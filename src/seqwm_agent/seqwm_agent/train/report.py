@@ -34,6 +34,13 @@ def _changed_task(evaluation: dict) -> str:
     return (' · in task ' + ', '.join(f'{k}={v}' for k, v in changed.items())) if changed else ''
 
 
+def task_label(task: str, training: dict) -> str:
+    """The task with its variant where it is not the realistic one ('gate (paper)'), from the
+    task config the model was trained in: a figure must say which Gate it is in."""
+    variant = (training.get('task_config') or {}).get('variant', 'realistic')
+    return task if variant == 'realistic' else f'{task} ({variant})'
+
+
 def model_row(model_dir: Path) -> list[str]:
     """One table row from `model_dir`'s manifest ('–' where it records nothing)."""
     m = load_manifest(model_dir)
@@ -52,7 +59,7 @@ def model_row(model_dir: Path) -> list[str]:
     if t.get('init_from'):      # trained in segments (seqwm-train --init-from): the totals
         total = t['init_from']['total']
         steps, wall, note = total['env_steps'], total['train_wall_time_s'], ' (all segments)'
-    return [f'`models/{model_dir.name}`', m.task, str(m.model.num_agents), str(t.get('comm', '–')),
+    return [f'`models/{model_dir.name}`', task_label(m.task, t), str(m.model.num_agents), str(t.get('comm', '–')),
             success, episode, f'{steps:,}{note}' if steps is not None else '–',
             f'{wall:,.0f} s{note}' if wall is not None else '–', str(t.get('torch_threads', '–'))]
 
@@ -97,11 +104,12 @@ def comparison_table(models_root: str | Path) -> str:
         if (d / 'manifest.yaml').is_file():
             m = load_manifest(d)
             t = m.training or {}
-            cells.setdefault((m.task, m.model.num_agents), {})[t.get('comm', 'seq')] = \
+            cells.setdefault((task_label(m.task, t), m.model.num_agents), {})[t.get('comm', 'seq')] = \
                 _cell(t, m.evaluation or {})
     for f in sorted((root / 'baselines').glob('*/manifest.yaml')):
         doc = yaml.safe_load(f.read_text()) or {}
-        cells.setdefault((doc['task'], doc['num_agents']), {})[doc['algo']] = \
+        cells.setdefault((task_label(doc['task'], doc.get('training') or {}), doc['num_agents']),
+                         {})[doc['algo']] = \
             _cell(doc.get('training') or {}, doc.get('evaluation') or {})
     cols = ['task', 'robots'] + [m if m in ('seq', 'dec') else m.upper() for m in METHODS]
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]

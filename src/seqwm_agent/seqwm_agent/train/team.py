@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from ..core.command import ChainSettings, CommandChain
+from ..core.command import ChainParams, ChainSettings, ChainState, CommandChain, chain_step
 from ..core.compiled import Compiled
 from ..core.intent import IntentLayout
 from ..core.world_model import WorldModel
@@ -67,18 +67,41 @@ def joint_rollout(models: Sequence[WorldModel], obs0: torch.Tensor, actions: tor
     return torch.stack(zs), torch.stack(rs)
 
 
+ChainRows = tuple[ChainParams, ChainState]   # float32 params, state fields (B, n, 3)
+
+
+def chain_stepper(chain: ChainRows | None, i: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Robot i's command chain as a function action -> executed command (model units), stepping
+    from its current state (a copy): what a robot's intent carries is the chain's commands."""
+    if chain is None:
+        return None
+    p, st = chain
+    state = [ChainState(st.x_prev[:, i], st.y_prev[:, i], st.last[:, i])]
+
+    def step(a: torch.Tensor) -> torch.Tensor:
+        state[0], v = chain_step(p, state[0], a)
+        return v * p.inv_scale
+    return step
+
+
 @torch.no_grad()
 def actor_rollout(model: WorldModel, z0: torch.Tensor, e: torch.Tensor, horizon: int,
                   first_action: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None = None,
+                  through: Callable[[torch.Tensor], torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The actor's own proposal (the planner's prior): a_0 given (or pi's mean), a_h = mean of
-    pi(z_h, e_h) along D. z0 (B, dz), e (B, H+1, de) -> latents (B, H+1, dz), actions (B, H, da)."""
+    pi(z_h, e_h) along D. z0 (B, dz), e (B, H+1, de) -> latents (B, H+1, dz), actions (B, H, da).
+    `through` (chain_stepper): each action becomes the command its chain executes, and D and
+    the returned actions are those commands, as in a robot's intent."""
     z, zs, acts = z0, [z0], []
     for h in range(horizon):
         if h == 0 and first_action is not None:
             a = first_action
         else:
             a = model.pi(z, e[:, h], deterministic=True).mean
+        if through is not None:
+            a = through(a)
         z = model.next(z, a, e[:, h])
         zs.append(z)
         acts.append(a)
@@ -96,14 +119,16 @@ def actor_noise(n: int, B: int, da: int, generator: torch.Generator | None,
 @torch.no_grad()
 def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Tensor, comm: str,
               explore_std: float = 0.0, deterministic: bool = False,
-              noise: torch.Tensor | None = None) -> torch.Tensor:
+              noise: torch.Tensor | None = None, chain: ChainRows | None = None) -> torch.Tensor:
     """Team actions (B, n, da) from the actors, each conditioned on the intent it would receive.
 
     seq: agent i sees the actor proposals (latents + actions, `actor_rollout`) of agents < i, as
     the planner's intent would carry them; dec: nothing; cen: every other agent's proposal made
-    without a message (the joint information available before anyone acts). Exploration: the
-    actor's own sample (noise[i, 0]) plus explore_std * noise[i, 1], clipped to [-1, 1];
-    `deterministic`: the mean (no noise needed). noise: `actor_noise`.
+    without a message (the joint information available before anyone acts). With `chain` (each
+    robot's command chain: params and state) a proposal's actions are the commands the chain
+    would execute, as a robot sends them. Exploration: the actor's own sample (noise[i, 0])
+    plus explore_std * noise[i, 1], clipped to [-1, 1]; `deterministic`: the mean (no noise
+    needed). noise: `actor_noise`.
     """
     n, B, H = len(models), obs.shape[0], layout.horizon
     if not deterministic and noise is None:
@@ -113,7 +138,8 @@ def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Ten
         base = layout.empty(B, obs.device)
         for k, m in enumerate(models):
             z0 = m.encode(obs[:, k])
-            lat, act = actor_rollout(m, z0, layout.model_inputs(base, 0), H)
+            lat, act = actor_rollout(m, z0, layout.model_inputs(base, 0), H,
+                                     through=chain_stepper(chain, k))
             intent = layout.insert(intent, k, lat, act)
     out = []
     for i, m in enumerate(models):
@@ -134,7 +160,8 @@ def actor_act(models: Sequence[WorldModel], layout: IntentLayout, obs: torch.Ten
                 a0 = (a0 + noise[i, 1] * explore_std).clamp(-1.0, 1.0)
         out.append(a0)
         if comm == 'seq':
-            lat, act = actor_rollout(m, z0, e, H, first_action=a0)
+            lat, act = actor_rollout(m, z0, e, H, first_action=a0,
+                                     through=chain_stepper(chain, i))
             intent = layout.insert(intent, i, lat, act)
     return torch.stack(out, 1)
 
@@ -206,6 +233,10 @@ class ChainedActors(ChainedTeam):
         """obs (B, n, obs_dim) -> commands (B, n, 3) m/s, m/s, rad/s and ok (B, n)."""
         noise = None if self.deterministic else actor_noise(
             self.n, obs.shape[0], self.layout.action_dim, self.generator, obs.device)
+        B, c = obs.shape[0], self.chain
+        st = c.state
+        rows = ChainState(*(t.reshape(B, self.n, -1).float() for t in
+                            (st.x_prev, st.y_prev, st.last)))
         a = self._act(self.models, self.layout, obs, self.comm, self.explore_std,
-                      self.deterministic, noise)
+                      self.deterministic, noise, (c.params.like(torch.float32, obs.device), rows))
         return self._through(a)

@@ -42,7 +42,7 @@ from ..sim import MultiQuadEnv, task_config_to_dict
 from .buffer import Batch, ReplayBuffer
 from .config import TrainConfig
 from .curves import plot_learning_curve, read_metrics
-from ..runtime.team import LinkConfig, TeamRuntime
+from ..runtime.team import ChainLink, TeamRuntime
 from .evaluate import chain_settings_of, run_episodes
 from .grow import grow_agent, source_index
 from .health import Transitions, learning_health
@@ -118,8 +118,11 @@ class Trainer:
                 self.plan_team = TeamRuntime(self.models, self.layout,
                                              cfg.planner_config('collect_planner'), self.chain,
                                              self.action_scale, cfg.plan_envs, dt, cfg.comm,
-                                             cfg.seed + 3, LinkConfig(), deterministic=False,
+                                             cfg.seed + 3, cfg.link_config(), deterministic=False,
                                              device=self.device)
+        # the actor envs' link: which intent forms each agent would have planned on (seq)
+        self.link = ChainLink(n, cfg.num_envs, dt, cfg.link_config(), cfg.horizon,
+                              seed=cfg.seed + 5) if cfg.comm == 'seq' else None
         self.obs = self.env.reset()
         self.plan_obs = self.plan_env.reset() if self.plan_env else None
         self.env_steps = 0
@@ -365,12 +368,14 @@ class Trainer:
         return actors.act(obs)[0]
 
     def _step(self, env: MultiQuadEnv, buffer: ReplayBuffer, obs: torch.Tensor,
-              commands: torch.Tensor, resets: list) -> torch.Tensor:
-        """Execute the chain's commands, store them (model units) as the actions taken, and
-        restart the chains (and controllers) of the environments whose episode ended."""
+              commands: torch.Tensor, resets: list,
+              slot_age: torch.Tensor | None = None) -> torch.Tensor:
+        """Execute the chain's commands, store them (model units) as the actions taken with the
+        tick's intent forms, and restart the chains (controllers, links) of the environments
+        whose episode ended."""
         nxt, r, term, trunc, info = env.step_commands(commands)
         scale = torch.as_tensor(self.action_scale, dtype=commands.dtype, device=commands.device)
-        buffer.add(obs, (commands / scale).float(), r, info['final_obs'], term, trunc)
+        buffer.add(obs, (commands / scale).float(), r, info['final_obs'], term, trunc, slot_age)
         done = term | trunc
         if bool(done.any()):
             for who in resets:
@@ -450,18 +455,22 @@ class Trainer:
                 break
             before = self.env_steps
             with torch.no_grad():
+                ages = self.link.tick(self.iteration).slot_age if self.link else None
                 self.obs = self._step(self.env, self.buffer, self.obs,
-                                      self._act(self.obs, self.actors), [self.actors])
+                                      self._act(self.obs, self.actors),
+                                      [self.actors] + ([self.link] if self.link else []), ages)
                 if self.plan_env is not None and self.iteration % cfg.plan_every == 0:
+                    ages = None
                     if self.env_steps < self.updates_from or self.plan_team is None:
                         cmd = self._act(self.plan_obs, self.plan_actors)
                     else:
                         # the deployed controllers (MPPI is their exploration)
                         cmd = self.plan_team.act(self.plan_obs, self.plan_tick)[0]
+                        ages = self.plan_team.last_link.slot_age
                         self.plan_tick += 1
                     resets = [self.plan_actors] + ([self.plan_team] if self.plan_team else [])
                     self.plan_obs = self._step(self.plan_env, self.plan_buffer, self.plan_obs, cmd,
-                                               resets)
+                                               resets, ages)
             self.iteration += 1
             if self.env_steps >= self.updates_from and self.buffer.rows >= self.learner.window:
                 if self.learner.num_updates == 0:

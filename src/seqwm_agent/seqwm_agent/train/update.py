@@ -5,7 +5,9 @@ One `SequentialUpdate.update(batch)`:
   e^1     = empty intent
   for agent i in order:
       keep  = visible slots (seq: predecessors, dec: none, cen: all others) and, per sample and
-              slot, not randomly masked (mask_prob)
+              slot, not randomly masked (mask_prob); seq: in the form the deployed link gave
+              agent i at that tick (batch.slot_age: fresh, the previous tick's prediction
+              shifted by the cache rule, or masked)
       train i on (o, a, r, o') with e_h = model_inputs(mask(e^i, keep))[h]       (Eq. 3, Eq. 4)
       e^{i+1} = insert(e^i, i, z^i_0..H predicted by i's *updated* model, a^i)   (seq)
 cen uses every other agent's prediction from a stepwise joint rollout of the current models.
@@ -99,17 +101,29 @@ def actor_loss(m: WorldModel, z: torch.Tensor, e: torch.Tensor, w: torch.Tensor,
     return loss, new_scale
 
 
-def predict(m: WorldModel, obs0: torch.Tensor, a: torch.Tensor, e: torch.Tensor,
-            o_boot: torch.Tensor, e_boot: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """What agent i passes on (seq, no grad): its latents z_0..H along the taken actions
-    (B, H+1, dz), and its bootstrap slot E(o') (H, B, dz) with pi's mean there (H, B, da)."""
+def _rollout(m: WorldModel, obs0: torch.Tensor, a: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Latents z_0..H (B, H+1, dz) of m from obs0 along actions a (H, B, da), inputs e."""
     z = m.encode(obs0)
     zs = [z]
     for h in range(a.shape[0]):
         z = m.next(z, a[h], e[h])
         zs.append(z)
+    return torch.stack(zs, 1)
+
+
+def predict(m: WorldModel, obs0: torch.Tensor, a: torch.Tensor, e: torch.Tensor,
+            o_boot: torch.Tensor, e_boot: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What agent i passes on (seq, no grad): its latents z_0..H along the taken actions
+    (B, H+1, dz), and its bootstrap slot E(o') (H, B, dz) with pi's mean there (H, B, da)."""
     z_boot = m.encode(o_boot)
-    return torch.stack(zs, 1), z_boot, m.pi(z_boot, e_boot, deterministic=True).mean
+    return _rollout(m, obs0, a, e), z_boot, m.pi(z_boot, e_boot, deterministic=True).mean
+
+
+def _select_slots(a: IntentTensors, b: IntentTensors, use_a: torch.Tensor) -> IntentTensors:
+    """Slot by slot: a where use_a (B, n), else b."""
+    k = use_a[:, :, None, None]
+    return IntentTensors(torch.where(k, a.latents, b.latents), torch.where(k, a.actions, b.actions),
+                         torch.where(use_a, a.valid, b.valid), torch.where(use_a, a.age, b.age))
 
 
 def make_optimizers(model: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -220,10 +234,22 @@ class SequentialUpdate:
                     a_boot[:, :, k] = m.pi(z_boot[:, :, k], torch.zeros(
                         H, B, layout.input_dim, device=dev), deterministic=True).mean
 
+        # seq: the forms the deployed link produced (batch.slot_age, from runtime.team.ChainLink):
+        # a slot of age 0 is the fresh prediction, age 1 the prediction of the tick before
+        # shifted by the cache rule, anything else masked (ages >= 2 are rare at deployed rates)
+        ages = batch.slot_age[0].long()                                          # (B, n, n)
+        stale = cfg.comm == 'seq' and bool((ages == 1).any())
+        prev_intent = layout.empty(B, dev) if stale else None
         stats: list[dict[str, torch.Tensor]] = []
         for i in order:
             keep = vis[i][None] & keep_rand                                      # (B, n)
-            e = layout.model_inputs(layout.mask(intent, keep)).transpose(0, 1)   # (H+1, B, de)
+            seen = intent
+            if cfg.comm == 'seq':
+                cached = (ages[:, i] == 1) & batch.prev_ok[0][:, None]
+                keep = keep & ((ages[:, i] == 0) | cached)
+                if stale:
+                    seen = _select_slots(layout.shift(prev_intent, 1), intent, cached)
+            e = layout.model_inputs(layout.mask(seen, keep)).transpose(0, 1)     # (H+1, B, de)
             e_boot = slot_inputs(z_boot.reshape(H * B, n, -1), a_boot.reshape(H * B, n, -1),
                                  keep.repeat(H, 1)).reshape(H, B, -1)
             self.last_inputs[i] = e.detach()
@@ -235,6 +261,12 @@ class SequentialUpdate:
                         self.models[i], batch.obs[0, :, i], actions[:, :, i], e, o_boot[:, :, i],
                         e_boot)
                     intent = layout.insert(intent, i, zs, actions[:, :, i].transpose(0, 1))
+                    if stale:       # and what it predicted one tick earlier (the cache's)
+                        a_prev = torch.cat([batch.prev_action[:, :, i], actions[:H - 1, :, i]])
+                        e_prev = layout.model_inputs(layout.mask(
+                            prev_intent, vis[i][None] & keep_rand)).transpose(0, 1)
+                        z_prev = _rollout(self.models[i], batch.prev_obs[0, :, i], a_prev, e_prev)
+                        prev_intent = layout.insert(prev_intent, i, z_prev, a_prev.transpose(0, 1))
         self.last_order = order
         self.num_updates += 1
         keys = list(stats[0])       # one host sync for every agent's figures
