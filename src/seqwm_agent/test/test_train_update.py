@@ -55,7 +55,7 @@ def test_the_termination_head_learns_which_steps_end_the_episode():
     for _ in range(80):
         last = learner.update(batch)
     assert last['termination'] < 0.5 * first['termination']
-    m, H = models[0], cfg.horizon
+    m = models[0]
     e = learner.last_inputs[0]
     with torch.no_grad():
         z = m.encode(batch.obs[0, :, 0])
