@@ -205,9 +205,10 @@ class Trainer:
             raise FileNotFoundError(f'{path}: the model dir holds no trainer state (exported '
                                     'before runs could be continued); use --init-from')
         state = torch.load(path, map_location=self.device, weights_only=True)
-        if state['config'] != self.cfg.to_dict():
-            changed = sorted(k for k in state['config']
-                             if state['config'][k] != self.cfg.to_dict().get(k))
+        # keys added since the run started count with their defaults
+        saved, now = TrainConfig.from_dict(state['config']).to_dict(), self.cfg.to_dict()
+        if saved != now:
+            changed = sorted(k for k in saved if saved[k] != now.get(k))
             if set(changed) - {'max_wall_s', 'total_env_steps'}:
                 raise ValueError(f'{model_dir}: trained with other settings ({", ".join(changed)});'
                                  ' a continued run keeps its config (only the budgets may grow)')
