@@ -78,3 +78,17 @@ def test_readme_and_the_baselines_doc_show_the_comparison_of_the_shipped_models(
     table = comparison_table(REPO / 'models')
     for doc in ('README.md', 'docs/baselines.md'):
         assert table in (REPO / doc).read_text(), f'{doc}: regenerate with seqwm-models --compare'
+
+
+def test_a_figure_in_the_paper_variant_says_so_in_both_tables(tmp_path):
+    from seqwm_agent.train.report import comparison_table
+    for name, comm, variant in (('gate', 'seq', 'realistic'), ('gate_dec', 'dec', 'realistic'),
+                                ('gate_paper', 'seq', 'paper'), ('gate_paper_dec', 'dec', 'paper')):
+        d = write_team(tmp_path / name)
+        m = load_manifest(d)
+        m.training = {'comm': comm, 'task_config': {'name': 'gate', 'variant': variant}}
+        write_manifest(d, m)
+    rows = model_table(tmp_path).splitlines()      # (write_team's models are PushBox's)
+    assert ' (paper) |' in rows[4] and '(paper)' not in rows[2]
+    tasks = [r.split(' | ')[0] for r in comparison_table(tmp_path).splitlines()[2:]]
+    assert tasks == ['| pushbox', '| pushbox (paper)']
