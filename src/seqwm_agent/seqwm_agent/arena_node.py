@@ -32,6 +32,7 @@ from seqwm_msgs.msg import AgentStatus, MocapFrame
 from std_msgs.msg import String
 
 from .arena import ArenaSession, arena_task_config
+from .paths import task_config_source
 from .runtime.messages import MocapSample, mocap_sample_to_msg
 
 # QoS (seqwm_common.node): truth reliable (the bridge's sim source must see every frame),
@@ -40,6 +41,9 @@ from .runtime.messages import MocapSample, mocap_sample_to_msg
 #: name: (default, description)
 PARAMETERS = {
     'task': ('pushbox', 'pushbox | gate | shepherd (loads seqwm_agent config/<task>.yaml)'),
+    'task_config': ('', "task YAML or a packaged config's name instead of config/<task>.yaml "
+                    "(e.g. gate_paper: the paper's Gate); relative paths: $SEQWM_ROOT, then "
+                    "the share directory"),
     'robots': (['go2w_1', 'go2w_2'], 'robot names in order index (mocap body names)'),
     'seed': (0, 'episode seed (start poses when randomize is true)'),
     'randomize': (False, 'domain randomisation of the episode (start poses, target, box)'),
@@ -78,7 +82,11 @@ class ArenaNode(Node):
             overrides['episode_s'] = float(p['episode_s'])
         if math.isfinite(p['target_x']) and math.isfinite(p['target_y']):
             overrides['target'] = [float(p['target_x']), float(p['target_y'])]
-        cfg = arena_task_config(p['task'], len(self.robots), 1.0 / p['frame_rate_hz'], overrides)
+        source = task_config_source(p['task_config'], p['task'])
+        cfg = arena_task_config(source, len(self.robots), 1.0 / p['frame_rate_hz'], overrides)
+        if cfg.name != p['task']:
+            raise ValueError(f"parameter task_config {source!r} is a {cfg.name} config, but "
+                             f"task = {p['task']!r}")
         self.session = ArenaSession(cfg, self.robots, seed=int(p['seed']),
                                     cmd_timeout_s=float(p['cmd_timeout_s']))
         if int(p['episodes']) < 0 or not p['pause_s'] >= 0:

@@ -21,7 +21,7 @@ from .backends.base import describe_parameters
 from .backends.topic import TopicBackendConfig
 from .backends.unitree import UnitreeBackendConfig
 from .core.command import CommandLimits
-from .paths import model_dir_for_team, resolve_data_path, where_searched
+from .paths import model_dir_for_team, resolve_data_path, task_config_source, where_searched
 from .runtime.chain import PRESETS
 from .runtime.sources import BRIDGE_NODE
 from .task_registry import TASK_NAMES
@@ -113,7 +113,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p('predecessor_node', '', "the only node whose intents are used ('' = /<predecessor>/agent)"),
     _p('task', 'pushbox', 'task: selects the observation builder and the object body',
        choices=TASK_NAMES),
-    _p('task_config', '', "task YAML (its `task:` section); '' = the packaged config/<task>.yaml"),
+    _p('task_config', '', "task YAML (its `task:` section) or a packaged config's name ('gate_paper'); '' = the packaged config/<task>.yaml"),
     _p('model_dir', '', "directory with manifest.yaml and agent_<k>.pt (only agent_<order_index>.pt "
        "is loaded); '' = the shipped model of the task and team size (models/<task>[_<n>robots]); "
        'a relative path is looked up under $SEQWM_ROOT, then the installed share/seqwm_agent'),
@@ -285,7 +285,7 @@ def model_dir_of(v: Mapping[str, Any]) -> str:
     """The model directory these checked values select, located by the one data-path rule
     (paths.py: $SEQWM_ROOT, then the installed share directory; never the working directory).
     ParameterError naming where it looked when there is no model there."""
-    wanted = model_dir_for_team(v['model_dir'], v['task'], len(v['team']))
+    wanted = model_dir_for_team(v['model_dir'], v['task'], len(v['team']), v['task_config'])
     found = resolve_data_path(wanted)
     if not os.path.isfile(os.path.join(found, 'manifest.yaml')):
         where = where_searched(wanted)
@@ -299,7 +299,7 @@ def settings_from_values(v: Mapping[str, Any]):
     from .runtime.agent import AgentSettings
     from .sim.config import load_task_config
 
-    source = resolve_data_path(v['task_config']) if v['task_config'] else v['task']
+    source = task_config_source(v['task_config'], v['task'])
     overrides = task_overrides(v)
     if 'target' in overrides:
         base = load_task_config(source, overrides={'num_robots': len(v['team'])})

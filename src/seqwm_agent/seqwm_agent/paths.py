@@ -67,10 +67,30 @@ def where_searched(path: str | os.PathLike) -> str:
     return f'looked for {path!r} under ' + ', '.join(str(r) for r in roots)
 
 
-def model_dir_for_team(model_dir: str, task: str, num_robots: int) -> str:
-    """The model directory a team uses: `model_dir` when given, else the shipped one for the task
-    and team size (models/gate_5robots for 5 Gate robots; task_registry's naming rule)."""
-    return model_dir or task_info(task).model_dir_for(num_robots)
+def model_dir_for_team(model_dir: str, task: str, num_robots: int,
+                       task_config: str = '') -> str:
+    """The model directory a team uses: `model_dir` when given, else the shipped one for the task,
+    team size and task variant (models/gate_5robots for 5 Gate robots, models/gate_paper_5robots
+    with task_config config/gate_paper.yaml; task_registry's naming rule)."""
+    if model_dir:
+        return model_dir
+    variant = 'realistic'
+    if task_config:
+        from .sim.config import load_task_config
+        variant = getattr(load_task_config(task_config_source(task_config, task)), 'variant',
+                          variant)
+    return task_info(task).model_dir_for(num_robots, variant=variant)
+
+
+def task_config_source(task_config: str, task: str) -> str:
+    """What `load_task_config` should read for a node's `task_config` parameter: the packaged
+    config of `task` when empty, a packaged config by name ('gate_paper': config/gate_paper.yaml
+    of seqwm_agent), else a YAML path located by the data-path rule."""
+    if not task_config:
+        return task
+    if os.sep not in task_config and not task_config.endswith(('.yaml', '.yml')):
+        return task_config
+    return resolve_data_path(task_config)
 
 
 def team_mismatch(model_dir: str | os.PathLike, found_task: str, found_robots: int, task: str,

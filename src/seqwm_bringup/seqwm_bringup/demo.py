@@ -173,13 +173,16 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
     return agents
 
 
-def plot_trajectory(rec: Recorder, task: str, robots: list[str], episode: dict | None, path: Path) -> None:
+def plot_trajectory(rec: Recorder, task: str, robots: list[str], episode: dict | None, path: Path,
+                    task_config: str = '') -> None:
     """Top view from the arena's true poses, drawn by the simulator's own renderer."""
+    from seqwm_agent.paths import task_config_source
     from seqwm_agent.sim.config import load_task_config
     from seqwm_agent.sim.observation import Snapshot
     from seqwm_agent.sim.render import render_png
 
-    cfg = load_task_config(task, overrides={'num_robots': len(robots)})
+    source = task_config_source(task_config, task)
+    cfg = load_task_config(source, overrides={'num_robots': len(robots)})
     target = (episode or {}).get('task_params', {}).get('target')
     frames = []
     truth = [m for _, m in rec.decoded('/arena/truth')]
@@ -260,7 +263,8 @@ def run_demo(task: str, robots: list[str] | None, model_dir: str | None, config:
     summary['command_limit_violations'] = sum(a['command_limit_violations']
                                               for a in summary['agents'].values())
     try:
-        plot_trajectory(rec, task, team, episode, run_dir / 'trajectory.png')
+        plot_trajectory(rec, task, team, episode, run_dir / 'trajectory.png',
+                        ((overrides or {}).get('task') or {}).get('task_config', ''))
     except Exception as exc:  # a plot must never hide the run's result
         summary['plot_error'] = repr(exc)
     (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
@@ -279,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--runs-dir', default=None)
     ap.add_argument('--episode-s', type=float, default=None, help='episode length (default: task config)')
     ap.add_argument('--seed', type=int, default=None, help='arena seed (default: config)')
+    ap.add_argument('--task-config', default='', help="task config for arena and agents: a YAML "
+                    "or a packaged config's name, e.g. gate_paper (the paper's Gate; model "
+                    "models/gate_paper_<n>robots)")
     args = ap.parse_args(argv)
     arena = {}
     if args.episode_s is not None:
@@ -290,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir.mkdir(parents=True, exist_ok=True)
     try:
         code, summary = run_demo(args.task, robot_names(args.robots) or None, args.model_dir,
-                                 args.config, args.timeout, runs_dir, {'arena': arena})
+                                 args.config, args.timeout, runs_dir,
+                                 {'arena': arena} | ({'task': {'task_config': args.task_config}}
+                                                     if args.task_config else {}))
     except GraphError as exc:
         print(f'[demo] {exc}', file=sys.stderr)
         return 2

@@ -100,7 +100,7 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
     arena_cfg = dict(config.get('arena', {}))
     mocap_cfg = dict(config.get('mocap', {}))
     agent_cfg['model_dir'] = model_dir_for_team(model_dir or agent_cfg.get('model_dir') or '',
-                                                task, len(order))
+                                                task, len(order), task_cfg.get('task_config', ''))
     bodies = order + list(TASKS[task].object_bodies)
 
     nodes: list[NodeSpec] = []

@@ -62,6 +62,10 @@ def _arguments(task: str) -> list[DeclareLaunchArgument]:
                               description='true: arena simulator + simulated mocap; false: NOKOV + Unitree SDK'),
         DeclareLaunchArgument('model_dir', default_value='',
                               description='trained model directory (default: config agent.model_dir)'),
+        DeclareLaunchArgument('task_config', default_value='',
+                              description="task config shared by arena and agents: a YAML "
+                                          "or a packaged config's name, e.g. gate_paper (the "
+                                          "paper's Gate; model models/gate_paper_<n>robots)"),
     ]
 
 
@@ -72,6 +76,9 @@ def _resolve(context, task: str):
     order = split_names(LaunchConfiguration('order').perform(context)) or None
     sim = LaunchConfiguration('sim').perform(context).lower() in ('1', 'true', 'yes')
     model_dir = LaunchConfiguration('model_dir').perform(context) or None
+    task_config = LaunchConfiguration('task_config').perform(context)
+    if task_config:
+        config['task'] = {**(config.get('task') or {}), 'task_config': task_config}
     return config, robots, order, sim, model_dir
 
 

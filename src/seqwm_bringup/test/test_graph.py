@@ -137,6 +137,16 @@ def test_agents_get_the_shipped_model_of_their_task_and_team_size(task, n, expec
     assert {a.parameters['model_dir'] for a in mine if a.executable == 'agent'} == {'y'}
 
 
+def test_the_papers_gate_reaches_arena_and_agents_and_selects_its_model():
+    cfg = {'task': {'task_config': 'gate_paper'}, 'agent': {'model_dir': ''}}
+    nodes = build_graph('gate', robot_names('5'), cfg)
+    arena = next(x for x in nodes if x.executable == 'arena')
+    agents = [x for x in nodes if x.executable == 'agent']
+    assert arena.parameters['task_config'] == 'gate_paper'
+    assert {a.parameters['task_config'] for a in agents} == {'gate_paper'}
+    assert {a.parameters['model_dir'] for a in agents} == {'models/gate_paper_5robots'}
+
+
 @pytest.mark.parametrize('name', ['pushbox', 'gate', 'shepherd', 'agent'])
 def test_launch_files_are_valid_python_that_define_generate_launch_description(name):
     tree = ast.parse((PKG / 'launch' / f'{name}.launch.py').read_text())
