@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from seqwm_agent.core.command import ChainSettings
+from seqwm_agent.core.config import PlannerConfig
 from seqwm_agent.core.intent import IntentLayout
 from seqwm_agent.runtime.team import TeamRuntime
 from seqwm_agent.sim import load_task_config
@@ -30,7 +31,8 @@ def test_the_buffer_holds_the_forms_the_deployed_link_produces_at_its_rates(tmp_
     # fresh: age 0; cached: the previous intent, shifted (age >= 1); masked: -1
     buffered = _fractions(torch.where(ages < 0, 2, torch.where(ages == 0, 0, 1)))
 
-    team = TeamRuntime(trainer.models, trainer.layout, cfg.planner_config(), ChainSettings(),
+    tiny = PlannerConfig(horizon=3, num_samples=16, num_pi_trajs=4, num_elites=4, iterations=1)
+    team = TeamRuntime(trainer.models, trainer.layout, tiny, ChainSettings(),
                        task.action_limits, 32, 0.1, 'seq', seed=7, link=cfg.link_config())
     obs = trainer.env.reset()
     for tick in range(60):
