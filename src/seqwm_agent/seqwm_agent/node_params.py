@@ -113,7 +113,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p('predecessor_node', '', "the only node whose intents are used ('' = /<predecessor>/agent)"),
     _p('task', 'pushbox', 'task: selects the observation builder and the object body',
        choices=TASK_NAMES),
-    _p('task_config', '', "task YAML (its `task:` section) or a packaged config's name ('gate_paper'); '' = the packaged config/<task>.yaml"),
+    _p('task_config', '', "task YAML (its `task:` section) or a packaged config's name "
+       "('gate_paper'); '' = the packaged config/<task>.yaml"),
     _p('model_dir', '', "directory with manifest.yaml and agent_<k>.pt (only agent_<order_index>.pt "
        "is loaded); '' = the shipped model of the task and team size (models/<task>[_<n>robots]); "
        'a relative path is looked up under $SEQWM_ROOT, then the installed share/seqwm_agent'),
@@ -323,7 +324,8 @@ def settings_from_values(v: Mapping[str, Any]):
         cache_max_age_ticks=v['cache_max_age_ticks'], stale_timeout_s=v['stale_timeout_s'],
         mocap_future_s=v['mocap_future_s'], max_body_speed_mps=v['max_body_speed_mps'],
         jump_margin_m=v['jump_margin_m'], mocap_source=v['mocap_source'],
-        predecessor_node=v['predecessor_node'], limits=limits, lowpass_cutoff_hz=v['lowpass_cutoff_hz'], arena_bounds=bounds,
+        predecessor_node=v['predecessor_node'], limits=limits,
+        lowpass_cutoff_hz=v['lowpass_cutoff_hz'], arena_bounds=bounds,
         planner_overrides=_planner_overrides(v), seed=v['seed'],
         deterministic=v['deterministic'], device=v['device'])
     kind = v['backend']

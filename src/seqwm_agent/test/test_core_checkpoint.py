@@ -58,7 +58,8 @@ def test_round_trip_is_bit_identical(saved):
     layout = IntentLayout(2, 3, 16, 3)
     obs = torch.randn(1, 6)
     p0 = SequentialPlanner(models[1], layout, PlannerConfig(), 1, seed=3).plan(obs, layout.empty(1))
-    p1 = SequentialPlanner(load_agent(path, 1)[0], layout, PlannerConfig(), 1, seed=3).plan(obs, layout.empty(1))
+    p1 = SequentialPlanner(load_agent(path, 1)[0], layout, PlannerConfig(), 1,
+                           seed=3).plan(obs, layout.empty(1))
     assert torch.equal(p0.actions, p1.actions)
 
 
@@ -125,7 +126,8 @@ def test_widths_that_contradict_the_state_dict_are_refused(saved):
     data = yaml.safe_load((path / 'manifest.yaml').read_text())
     data['model']['hidden_dim'] = 32
     (path / 'manifest.yaml').write_text(yaml.safe_dump(data))
-    with pytest.raises(CheckpointError, match=r'_trunk\.0\..* has shape \(2, .*24\), the manifest widths give \(2, .*32\)'):
+    with pytest.raises(CheckpointError, match=r'_trunk\.0\..* has shape \(2, .*24\), '
+                                              r'the manifest widths give \(2, .*32\)'):
         load_agent(path, 0)
 
 

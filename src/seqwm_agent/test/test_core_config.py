@@ -9,7 +9,8 @@ from seqwm_agent.core.config import ConfigError, ModelConfig, PlannerConfig
 
 def test_planner_defaults_are_the_paper_settings():
     cfg = PlannerConfig()
-    assert (cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs, cfg.num_elites) == (3, 6, 512, 24, 64)
+    assert (cfg.horizon, cfg.iterations, cfg.num_samples, cfg.num_pi_trajs,
+            cfg.num_elites) == (3, 6, 512, 24, 64)
     assert cfg.temperature == 0.5 and (cfg.min_std, cfg.max_std) == (0.05, 2.0)
 
 

@@ -173,7 +173,8 @@ def test_message_arrays_round_trip(layout):
     arrays = layout.to_arrays(e)
     assert arrays['latents'].dtype == np.float32 and arrays['latents'].size == N * (H + 1) * DZ
     assert arrays['actions'].size == N * H * DA and arrays['valid'].tolist() == [True, True, False]
-    back = layout.from_arrays(arrays['latents'].tolist(), arrays['actions'].tolist(), arrays['valid'].tolist())
+    back = layout.from_arrays(arrays['latents'].tolist(), arrays['actions'].tolist(),
+                              arrays['valid'].tolist())
     torch.testing.assert_close(back.latents, e.latents)
     torch.testing.assert_close(back.actions, e.actions)
     assert torch.equal(back.valid, e.valid)

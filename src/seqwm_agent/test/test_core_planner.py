@@ -85,7 +85,8 @@ def test_successor_plan_follows_the_predecessor_intent():
     plans = {}
     for sign in (1.0, -1.0):
         acts = (sign * torch.tensor([0.6, 0.3, -0.4])).expand(1, PCFG.horizon, 3)
-        plans[sign] = planner(follower, agent_index=1, iterations=10).plan(obs(), intent_with_actions(acts)).actions
+        plans[sign] = planner(follower, agent_index=1, iterations=10).plan(
+            obs(), intent_with_actions(acts)).actions
         assert (plans[sign][0, 0] - acts[0, 0]).abs().max() < 0.1
     assert (plans[1.0] - plans[-1.0]).abs().max() > 0.5
 

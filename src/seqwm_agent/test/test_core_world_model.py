@@ -136,7 +136,8 @@ def test_fused_rollout_equals_the_model(batch, termination):
     H, R, gamma = 3, 11, 0.9
     layout = IntentLayout(CFG.num_agents, H, CFG.latent_dim, CFG.action_dim)
     g = torch.Generator().manual_seed(2)
-    intent = layout.insert(layout.empty(batch), 0, torch.softmax(torch.randn(batch, H + 1, 16, generator=g), -1),
+    intent = layout.insert(layout.empty(batch), 0,
+                           torch.softmax(torch.randn(batch, H + 1, 16, generator=g), -1),
                            torch.rand(batch, H, 3, generator=g) * 2 - 1)
     e = layout.model_inputs(intent, agent_index=1)
     z0 = m.encode(torch.randn(batch, CFG.obs_dim, generator=g))

@@ -1,4 +1,5 @@
-"""`ros2 launch seqwm_bringup gate.launch.py [robots:=a,b] [order:=b,a] [sim:=true|false] [model_dir:=...]`."""
+"""`ros2 launch seqwm_bringup gate.launch.py [robots:=a,b] [order:=b,a] [sim:=true|false]
+[model_dir:=...] [task_config:=...]`."""
 from seqwm_bringup.launch_actions import team_launch_description
 
 

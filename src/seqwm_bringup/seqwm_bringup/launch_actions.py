@@ -59,7 +59,8 @@ def _arguments(task: str) -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument('order', default_value='',
                               description='planning order (default: the order of robots)'),
         DeclareLaunchArgument('sim', default_value='true',
-                              description='true: arena simulator + simulated mocap; false: NOKOV + Unitree SDK'),
+                              description='true: arena simulator + simulated mocap; '
+                                          'false: NOKOV + Unitree SDK'),
         DeclareLaunchArgument('model_dir', default_value='',
                               description='trained model directory (default: config agent.model_dir)'),
         DeclareLaunchArgument('task_config', default_value='',
@@ -107,8 +108,10 @@ def agent_launch_description() -> LaunchDescription:
     args += [
         DeclareLaunchArgument('robot', description='this robot (its name, namespace and mocap body)'),
         DeclareLaunchArgument('task', default_value='pushbox', description='pushbox | gate | shepherd'),
-        DeclareLaunchArgument('sim', default_value='false', description='topic backend instead of the Unitree SDK'),
-        DeclareLaunchArgument('config', default_value=[share, '/config/', LaunchConfiguration('task'), '.yaml'],
+        DeclareLaunchArgument('sim', default_value='false',
+                              description='topic backend instead of the Unitree SDK'),
+        DeclareLaunchArgument('config',
+                              default_value=[share, '/config/', LaunchConfiguration('task'), '.yaml'],
                               description='bringup YAML'),
     ]
     return LaunchDescription(args + [OpaqueFunction(function=setup)])

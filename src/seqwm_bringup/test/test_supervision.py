@@ -30,7 +30,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize('code,words', [
-    (0, 'exited cleanly (exit 0)'), (EXIT_STARTUP_FAILED, 'start-up failed (exit 2)'), (-9, 'killed by SIGKILL'),
+    (0, 'exited cleanly (exit 0)'), (EXIT_STARTUP_FAILED, 'start-up failed (exit 2)'),
+    (-9, 'killed by SIGKILL'),
     (137, 'killed by SIGKILL (exit 137)'), (1, 'failed (exit 1)'), (-200, 'killed by signal 200'),
 ])
 def test_exit_codes_are_told_in_words(code, words):

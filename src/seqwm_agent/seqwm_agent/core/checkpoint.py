@@ -283,7 +283,8 @@ def load_agent(model_dir: str | Path, index: int, *, model_set_id: str | None = 
     try:
         payload = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f'{path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc})') from None
+        raise CheckpointError(f'{path}: cannot be read as a checkpoint '
+                              f'({type(exc).__name__}: {exc})') from None
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise CheckpointError(f'{path}: not a {FORMAT} file')
     if payload.get('agent_index') != index:

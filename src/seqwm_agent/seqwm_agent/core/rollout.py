@@ -47,7 +47,9 @@ import torch
 from .world_model import WorldModel
 
 _SIMNORM_SAFE_BOUND = 80.0
-MIN_ROWS = 8   # products with fewer rows round batch-dependently (rows_mm)   # exp(+-80) and 8 exp(80) are finite and normal in float32
+# products with fewer rows round batch-dependently (rows_mm); exp(+-80) and 8 exp(80) are
+# finite and normal in float32
+MIN_ROWS = 8
 
 
 def _pad8(n: int) -> int:

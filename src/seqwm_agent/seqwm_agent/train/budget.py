@@ -241,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     paper = next(r for r in rows if r['point'] == PAPER.label)
     host = machine()
     doc = {'model_dir': str(model_dir), 'model_set_id': manifest.model_set_id,
-           'task': manifest.task, 'task_set': task_set, 'robots': n, 'episodes': args.episodes, 'seed': args.seed,
+           'task': manifest.task, 'task_set': task_set, 'robots': n, 'episodes': args.episodes,
+           'seed': args.seed,
            'machine': host, 'hop_ms': dict(zip(('p50', 'p99'), LOOPBACK_HOP_MS)),
            'rule': 'cheapest point (planning p99) whose chain fits the control period and whose '
                    'success is inside the paper settings\' 95 % interval',

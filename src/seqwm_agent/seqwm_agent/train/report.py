@@ -59,7 +59,8 @@ def model_row(model_dir: Path) -> list[str]:
     if t.get('init_from'):      # trained in segments (seqwm-train --init-from): the totals
         total = t['init_from']['total']
         steps, wall, note = total['env_steps'], total['train_wall_time_s'], ' (all segments)'
-    return [f'`models/{model_dir.name}`', task_label(m.task, t), str(m.model.num_agents), str(t.get('comm', '–')),
+    return [f'`models/{model_dir.name}`', task_label(m.task, t), str(m.model.num_agents),
+            str(t.get('comm', '–')),
             success, episode, f'{steps:,}{note}' if steps is not None else '–',
             f'{wall:,.0f} s{note}' if wall is not None else '–', str(t.get('torch_threads', '–'))]
 

@@ -126,7 +126,8 @@ def _select_slots(a: IntentTensors, b: IntentTensors, use_a: torch.Tensor) -> In
                          torch.where(use_a, a.valid, b.valid), torch.where(use_a, a.age, b.age))
 
 
-def make_optimizers(model: WorldModel, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+def make_optimizers(model: WorldModel,
+                    cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """Adam for E/D/R/Q (encoder at lr x encoder_lr_scale) and a separate Adam for the actor."""
     enc = list(model._encoder.parameters())
     rest = [p for name, mod in model.named_children() if name in ('_trunk', '_dynamics_head',
@@ -307,7 +308,8 @@ class SequentialUpdate:
         self.pi_opts[i].step()
         m.soft_update_target_Q(cfg.tau)
         return {'loss': loss.detach(), 'dynamics': dyn.detach(), 'reward': rew.detach(),
-                'value': val.detach(), 'termination': term.detach(), 'pi': pi_loss.detach(), 'grad_norm': grad_norm,
+                'value': val.detach(), 'termination': term.detach(), 'pi': pi_loss.detach(),
+                'grad_norm': grad_norm,
                 'q_scale': self.q_scale[i]}
 
     def state_dict(self) -> dict:
