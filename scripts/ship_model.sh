@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train one shipped model and evaluate it as it is deployed: the exact commands behind every
-# directory in models/ (README "Results"). Usage:
+# directory in models/ (README and docs/results.md). Usage:
 #   scripts/ship_model.sh TASK ROBOTS [COMM] [THREADS] [extra seqwm-train args...]
 #   scripts/ship_model.sh gate 5            # -> models/gate_5robots
 #   scripts/ship_model.sh gate 5 dec        # -> models/gate_5robots_dec (no-intent baseline)

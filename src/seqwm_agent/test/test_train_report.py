@@ -1,4 +1,4 @@
-"""The shipped-model table is read from the manifests, and README shows exactly that table."""
+"""The shipped-model table is read from the manifests; README and docs/results.md show exactly it."""
 from __future__ import annotations
 
 import sys
@@ -29,9 +29,10 @@ def test_a_row_gives_what_the_manifest_records_and_says_when_nothing_was_evaluat
     assert 'not evaluated in deployment form' in rows[3]
 
 
-def test_readme_shows_the_table_of_the_shipped_models():
+def test_readme_and_the_results_page_show_the_table_of_the_shipped_models():
     table = model_table(REPO / 'models')
-    assert table in (REPO / 'README.md').read_text(), 'regenerate with: seqwm-models'
+    for doc in ('README.md', 'docs/results.md'):
+        assert table in (REPO / doc).read_text(), f'{doc}: regenerate with seqwm-models'
 
 
 def test_the_comparison_puts_seq_dec_and_baselines_of_one_task_side_by_side(tmp_path):
@@ -73,10 +74,10 @@ def test_a_gate_cell_says_how_many_robots_got_through_and_in_which_task_it_was_s
         '5,529,600 steps · 4,210 s')
 
 
-def test_readme_and_the_baselines_doc_show_the_comparison_of_the_shipped_models():
+def test_the_results_page_and_the_baselines_doc_show_the_comparison_of_the_shipped_models():
     from seqwm_agent.train.report import comparison_table
     table = comparison_table(REPO / 'models')
-    for doc in ('README.md', 'docs/baselines.md'):
+    for doc in ('docs/results.md', 'docs/baselines.md'):
         assert table in (REPO / doc).read_text(), f'{doc}: regenerate with seqwm-models --compare'
 
 
