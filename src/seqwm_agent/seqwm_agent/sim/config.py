@@ -306,21 +306,11 @@ class GateReward(_FromDict):
     time_penalty: float = 0.01
     collision_penalty: float = 1.0   # on any contact, inside the [-1, 1] clip of the shaped terms
     success_bonus: float = 10.0
-    # paid on a contact outside that clip, like success_bonus. A terminating contact forfeits
-    # the rest of the episode, but inside the clip it can cost at most ~1.5, about two steps of
-    # progress: the planner's H = 3 rollouts then read "drive into the frame beside the opening"
-    # as cheap, and the 5-robot models ended 62 of 64 episodes that way (a waiting robot
-    # touching the wall at x ~ 3.2 with 2 robots through). Not yet shown to help: 5,700 s more
-    # of both 5-robot models with it stayed at 0 % (docs/simulator.md). Models trained before
-    # it record contact_cost: 0.0 in their manifests.
+    # on a contact, outside the clip like success_bonus: inside it a contact that ends the
+    # episode would cost about two steps of progress (docs/simulator.md, "contact_cost")
     contact_cost: float = 5.0
-    # x fraction of the robots within target_radius of their own targets, every step. Without
-    # it a robot that has arrived earns nothing for staying: with 3+ robots the early ones
-    # drifted off (or into a teammate) while the last one came through, so all were never on
-    # target at once (Gate 3: 0 % success, every robot through). Not yet shown to raise
-    # success: 2,700 s more training of the 3- and 5-robot models with it stayed at 0 %
-    # (docs/simulator.md). Models trained before it record on_target: 0.0 in their manifests;
-    # the paper's analogue is "+1 per robot per step once all passed".
+    # x fraction of the robots within target_radius of their own targets, every step: an
+    # arrived robot is paid for staying (docs/simulator.md, "on_target")
     on_target: float = 0.2
 
     def __post_init__(self) -> None:
@@ -378,11 +368,9 @@ class GateConfig(_TaskConfig):
     start_x: float = 1.0
     lane_spacing: float = 1.5        # wanted y spacing of starts and targets (see lane_fit)
     # What gives when n lanes of lane_spacing do not fit the arena's width (4-5 robots in the
-    # 5 m room). 'widen': the arena grows in y, about its centre, to the reference's track
-    # width lane_spacing x n (7.5 m for 5 robots: simulation only, as in the paper, whose real
-    # Gate ran 2 robots); 2-3 robots fit and keep the room. 'shrink': the lanes shrink to fit
-    # the room (1.0 m for 5 robots: 0.4 m gaps, inside safe_distance at the start); the models
-    # trained before this key existed were trained so and their manifests load as 'shrink'.
+    # 5 m room). 'widen': the arena grows in y, about its centre, to the paper's track width
+    # lane_spacing x n (7.5 m for 5 robots: simulation only); 2-3 robots fit and keep the room.
+    # 'shrink': the lanes shrink to fit the room (1.0 m for 5 robots: 0.4 m gaps).
     lane_fit: str = 'shrink'
     target_x: float = 0.0            # 0: 5 + max(n - 1, 1) / 2 as in the reference, capped
     target_jitter: float = 0.1
@@ -390,9 +378,9 @@ class GateConfig(_TaskConfig):
     target_radius: float = 0.3       # 'targets' success: every robot within this of its target
     # When an episode is a success (and ends). 'passed': every robot is through the opening
     # with no contact so far - the paper's Gate ("pass through a narrow gate as quickly as
-    # possible without collision", the reference environment's finish). 'targets': stricter,
-    # every robot also within target_radius of its own target at once, no contact. Models
-    # trained before this key existed were trained with 'targets' (their manifests say so).
+    # possible without collision"). 'targets': stricter, every robot also within
+    # target_radius of its own target at once, no contact (the 2- and 3-robot models' manifests
+    # record it: they were trained so).
     success: str = 'passed'
     terminate_on_collision: bool = True
     reward: GateReward = field(default_factory=GateReward)
