@@ -5,7 +5,7 @@ and remappings. The launch files translate its result into launch_ros `Node` act
 demo runner translates it into processes. Both therefore start exactly the same graph, and the
 graph itself is unit-tested on machines without `launch_ros`.
 
-Topology (architecture.md §3-4), for robots r_0..r_{n-1} in order:
+Topology (docs/architecture.md), for robots r_0..r_{n-1} in order:
   arena (sim only):  /<r_k>/cmd_vel  ->  /arena/truth
   mocap_bridge:      NOKOV SDK | /arena/truth  ->  /mocap/frame, /mocap/<body>/pose
   /<r_k>/agent:      /mocap/frame + /<r_{k-1}>/intent (remapped from `predecessor_intent`)

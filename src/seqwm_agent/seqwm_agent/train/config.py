@@ -1,7 +1,7 @@
 """Training configuration: the `train:` section of a task YAML, as one validated dataclass.
 
 Defaults are the paper's Table 3 (loss coefficients, rho, lr, encoder lr scale, n-step return,
-entropy coefficient, buffer size) and the reference facts of docs/../architecture.md (grad clip
+entropy coefficient, buffer size) and the paper code's defaults (grad clip
 20, Polyak 0.01, 5-95 percentile Q scale with EMA 0.99). Batch size and the collection scheme
 are sized for a CPU (docs/trainer.md says why).
 """
