@@ -179,7 +179,19 @@ class Trainer:
         tmp = path.with_suffix('.tmp')
         torch.save(state, tmp)
         os.replace(tmp, path)
+        if self.out_dir is not None and (self.out_dir / 'manifest.yaml').is_file():
+            self.save_state(self.out_dir)
         return path
+
+    def save_state(self, out_dir: Path) -> None:
+        """trainer_state.pt beside the exported model: the run's latest state() (the agent
+        files are its best evaluation), what --continue resumes on another machine; and the
+        run's whole curve so far (metrics.jsonl), which a continued run extends."""
+        tmp = out_dir / (STATE_FILE + '.tmp')
+        torch.save(self.state(), tmp)
+        os.replace(tmp, out_dir / STATE_FILE)
+        (out_dir / 'metrics.jsonl').write_text(self.metrics_path.read_text()
+                                               if self.metrics_path.exists() else '')
 
     def resume(self) -> bool:
         """Continue from <run_dir>/checkpoint.pt, buffers included (the same machine)."""
@@ -340,13 +352,9 @@ class Trainer:
         save_team(out_dir, [m.cpu() for m in self.models], manifest)
         for m in self.models:
             m.to(self.device)
-        tmp = out_dir / (STATE_FILE + '.tmp')
-        torch.save(self.state(), tmp)
-        os.replace(tmp, out_dir / STATE_FILE)
+        self.save_state(out_dir)
         plot_learning_curve(read_metrics(self.metrics_path), out_dir / 'learning_curve.png',
                             title=f'{self.task_cfg.name} ({self.cfg.comm}), {self.n} robots')
-        (out_dir / 'metrics.jsonl').write_text(self.metrics_path.read_text()
-                                               if self.metrics_path.exists() else '')
         return manifest
 
     def _init_totals(self) -> dict[str, Any]:
