@@ -20,7 +20,8 @@ from typing import Any, Mapping
 from .backends.base import describe_parameters
 from .backends.topic import TopicBackendConfig
 from .backends.unitree import UnitreeBackendConfig
-from .core.command import CommandLimits
+from .core.command import CUTOFF_HZ, CommandLimits
+from .core.intent import CACHE_MAX_AGE_TICKS
 from .paths import model_dir_for_team, resolve_data_path, task_config_source, where_searched
 from .runtime.chain import PRESETS
 from .runtime.sources import BRIDGE_NODE
@@ -128,8 +129,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        'seqwm-budget); measure it on the robot\'s computer', 0.0, 1000.0),
     _p('hop_budget_ms', 0.0, 'one intent hop between two agents, p99, ms; 0 = the loopback '
        "measurement (runtime/chain.py LOOPBACK_HOP_MS); measure the team's network", 0.0, 1000.0),
-    _p('cache_max_age_ticks', 3, 'a cached predecessor intent older than this many ticks is '
-       'masked', 0, 100),
+    _p('cache_max_age_ticks', CACHE_MAX_AGE_TICKS, 'a cached predecessor intent older than this '
+       'many ticks is masked', 0, 100),
     _p('stale_timeout_s', 0.3, 'stop when no usable mocap frame (own body tracked) arrived for '
        'this long, s; other bodies may be held this long', 0.02, 5.0),
     _p('mocap_future_s', 0.5, "refuse mocap frames stamped further ahead of this host's clock, s "
@@ -141,7 +142,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        0.0, 5.0),
     # command chain
     *_limits(),
-    _p('lowpass_cutoff_hz', 2.0, 'cutoff of the command low-pass filter, Hz (< 0.5 / dt)',
+    _p('lowpass_cutoff_hz', CUTOFF_HZ, 'cutoff of the command low-pass filter, Hz (< 0.5 / dt)',
        0.01, 50.0),
     # robot backend
     _p('backend', 'topic', "where commands go: 'topic' (Twist on cmd_vel) or 'unitree' "

@@ -94,13 +94,19 @@ class CommandLimits:
         return asdict(self)
 
 
+# The robots' defaults, declared here once: the low-pass cutoff (Hz) and the control rate (Hz).
+# Node parameters, the planner's noise filter and the agent settings read these.
+CUTOFF_HZ = 2.0
+RATE_HZ = 10.0
+
+
 @dataclass(frozen=True)
 class ChainSettings:
     """What fixes the chain's behaviour (recorded in a model's manifest when trained with it)."""
 
     limits: CommandLimits = field(default_factory=CommandLimits)
-    cutoff_hz: float = 2.0
-    rate_hz: float = 10.0
+    cutoff_hz: float = CUTOFF_HZ
+    rate_hz: float = RATE_HZ
 
     def __post_init__(self) -> None:
         r = number('command chain rate_hz', self.rate_hz, 0.0, lo_open=True)
@@ -115,8 +121,8 @@ class ChainSettings:
     def from_dict(cls, d: Mapping[str, Any]) -> 'ChainSettings':
         d = dict(d)
         unknown_keys(cls, d, 'command chain')
-        return cls(CommandLimits.from_dict(d.get('limits')), float(d.get('cutoff_hz', 2.0)),
-                   float(d.get('rate_hz', 10.0)))
+        return cls(CommandLimits.from_dict(d.get('limits')), float(d.get('cutoff_hz', CUTOFF_HZ)),
+                   float(d.get('rate_hz', RATE_HZ)))
 
 
 @dataclass
@@ -244,7 +250,7 @@ class CommandChain:
     m/s, rad/s (default: the velocity limits; a model dir's manifest gives its training scaling).
     Usage on a robot (B = 1, numpy)::
 
-        chain = CommandChain(CommandLimits(), cutoff_hz=2.0, rate_hz=10.0)
+        chain = CommandChain(CommandLimits(), cutoff_hz=CUTOFF_HZ, rate_hz=RATE_HZ)
         vx, vy, wz = chain.step(plan.actions[0, 0], dt)
         ...
         chain.stop()   # zeros now; the next step ramps up from standstill
@@ -253,7 +259,7 @@ class CommandChain:
     finite; `stop(rows)` stops some robots.
     """
 
-    def __init__(self, limits: CommandLimits | None = None, cutoff_hz: float = 2.0,
+    def __init__(self, limits: CommandLimits | None = None, cutoff_hz: float = CUTOFF_HZ,
                  rate_hz: float = 10.0, batch: int = 1, action_scale: Any = None,
                  device: torch.device | str = 'cpu') -> None:
         self.settings = ChainSettings(limits if limits is not None else CommandLimits(),

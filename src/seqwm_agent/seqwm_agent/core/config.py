@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, TypeVar
 
+from .command import CUTOFF_HZ
 from .validate import ConfigError, build, integer, number
 
 T = TypeVar('T')
@@ -110,7 +111,7 @@ class PlannerConfig:
     min_std: float = 0.05
     max_std: float = 2.0
     discount: float = 0.99         # gamma in Eq. 5/7; must equal the trainer's
-    lowpass_cutoff_hz: float | None = 2.0   # f_c of the noise filter; None disables it
+    lowpass_cutoff_hz: float | None = CUTOFF_HZ   # f_c of the noise filter; None disables it
     control_hz: float = 10.0       # f_s = 1 / dt
     kl_threshold: float = 0.5      # eta: stop when KL(N^(k+1) || N^(k)) < eta (summed over H x da)
     early_stop: bool = False       # KL early stop (paper default: off, run all K iterations)

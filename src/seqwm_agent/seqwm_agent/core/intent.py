@@ -272,6 +272,10 @@ class CacheMode(IntEnum):
     MASKED = 2     # nothing usable: every slot missing or older than max_age
 
 
+# The robots' default: a cached predecessor intent older than this many ticks is masked.
+CACHE_MAX_AGE_TICKS = 3
+
+
 class IntentCache:
     """The predecessor's last intent of each of B teams, and the rule for a missing one.
 

@@ -37,9 +37,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..core.checkpoint import CheckpointError, Manifest, load_agent
-from ..core.command import AXES, ChainSettings, CommandLimits
+from ..core.command import AXES, CUTOFF_HZ, ChainSettings, CommandLimits
 from ..core.config import PlannerConfig
-from ..core.intent import IntentLayout, IntentTensors
+from ..core.intent import CACHE_MAX_AGE_TICKS, IntentLayout, IntentTensors
 from ..core.validate import ConfigError, integer, number
 from ..core.world_model import WorldModel
 from ..paths import team_mismatch
@@ -103,7 +103,7 @@ class AgentSettings:
     # deployment figure) and one intent hop's (0: the loopback measurement), ms
     plan_budget_ms: float = 0.0
     hop_budget_ms: float = 0.0
-    cache_max_age_ticks: int = 3
+    cache_max_age_ticks: int = CACHE_MAX_AGE_TICKS
     stale_timeout_s: float = 0.3
     # mocap plausibility: stamps at most this far ahead of this host's clock, bodies no faster
     mocap_future_s: float = 0.5
@@ -114,7 +114,7 @@ class AgentSettings:
     mocap_source: str = BRIDGE_NODE
     predecessor_node: str = ''
     limits: CommandLimits = field(default_factory=CommandLimits)
-    lowpass_cutoff_hz: float = 2.0
+    lowpass_cutoff_hz: float = CUTOFF_HZ
     # Watchdog bounds (min_x, max_x, min_y, max_y); None: the task config's arena.
     arena_bounds: tuple[float, float, float, float] | None = None
     # 'deployment': the manifest's planner (chosen by seqwm-budget); 'paper': the paper's

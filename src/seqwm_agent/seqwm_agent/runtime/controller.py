@@ -24,7 +24,8 @@ import torch
 
 from ..core.command import ChainSettings, CommandChain
 from ..core.config import PlannerConfig
-from ..core.intent import CacheMode, IntentCache, IntentLayout, IntentTensors
+from ..core.intent import (CACHE_MAX_AGE_TICKS, CacheMode, IntentCache, IntentLayout,
+                           IntentTensors)
 from ..core.planner import PlanChain, PlanResult, SequentialPlanner
 from ..core.world_model import WorldModel
 
@@ -53,7 +54,7 @@ class Controller:
 
     def __init__(self, model: WorldModel, layout: IntentLayout, planner_cfg: PlannerConfig,
                  agent_index: int, chain: ChainSettings, action_scale: Sequence[float],
-                 batch: int = 1, cache_max_age_ticks: int = 3, seed: int | None = 0,
+                 batch: int = 1, cache_max_age_ticks: int = CACHE_MAX_AGE_TICKS, seed: int | None = 0,
                  comm: str = 'seq', device: torch.device | str = 'cpu',
                  chain_mode: str = 'plan') -> None:
         if comm not in COMMS:

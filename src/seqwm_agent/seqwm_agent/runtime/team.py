@@ -29,7 +29,7 @@ import torch
 
 from ..core.command import ChainSettings
 from ..core.config import PlannerConfig
-from ..core.intent import CacheMode, IntentCache, IntentLayout
+from ..core.intent import CACHE_MAX_AGE_TICKS, CacheMode, IntentCache, IntentLayout
 from ..core.validate import integer, number
 from ..core.world_model import WorldModel
 from .chain import LOOPBACK_HOP_MS, ChainTiming
@@ -53,7 +53,7 @@ class LinkConfig:
     plan_ms: tuple[float, float] = DEFAULT_PLAN_MS
     hop_ms: tuple[float, float] = LOOPBACK_HOP_MS
     loss: float = 0.0            # probability that one intent message is lost
-    cache_max_age_ticks: int = 3
+    cache_max_age_ticks: int = CACHE_MAX_AGE_TICKS
     budget_ms: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
