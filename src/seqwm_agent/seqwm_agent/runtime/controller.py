@@ -30,11 +30,6 @@ from ..core.planner import PlanChain, PlanResult, SequentialPlanner
 from ..core.world_model import WorldModel
 
 COMMS = ('seq', 'dec')
-# How the command chain enters: 'plan' - the planner plans through it and the robot sends its
-# output (what robots run); 'after' - plan on raw actions, send them through the chain (the
-# naive form, kept to measure the choice); 'off' - send the raw first action, no chain (a
-# diagnostic: no robot runs it).
-CHAIN_MODES = ('plan', 'after', 'off')
 
 
 @dataclass
@@ -55,13 +50,9 @@ class Controller:
     def __init__(self, model: WorldModel, layout: IntentLayout, planner_cfg: PlannerConfig,
                  agent_index: int, chain: ChainSettings, action_scale: Sequence[float],
                  batch: int = 1, cache_max_age_ticks: int = CACHE_MAX_AGE_TICKS, seed: int | None = 0,
-                 comm: str = 'seq', device: torch.device | str = 'cpu',
-                 chain_mode: str = 'plan') -> None:
+                 comm: str = 'seq', device: torch.device | str = 'cpu') -> None:
         if comm not in COMMS:
             raise ValueError(f'comm must be one of {COMMS}, got {comm!r}')
-        if chain_mode not in CHAIN_MODES:
-            raise ValueError(f'chain_mode must be one of {CHAIN_MODES}, got {chain_mode!r}')
-        self.chain_mode = chain_mode
         self.model = model.to(device).eval()
         self.layout, self.agent_index, self.comm = layout, agent_index, comm
         self.device = torch.device(device)
@@ -101,24 +92,29 @@ class Controller:
             mode = torch.full((B,), int(CacheMode.FRESH), dtype=torch.long, device=self.device)
             age = torch.zeros(B, dtype=torch.long, device=self.device)
         # 2. plan through the chain from each row's chain state
-        chain = self.chain
-        through = PlanChain(chain.params, chain.state, dt0) if self.chain_mode == 'plan' else None
-        plan = self.planner.plan(obs, intent, seeds=seeds, chain=through)
+        plan = self.planner.plan(obs, intent, seeds=seeds, chain=self._plan_chain(dt0))
         # 3. a non-finite plan never reaches the chain: that row stops
         finite = (torch.isfinite(plan.actions).flatten(1).all(1)
                   & torch.isfinite(plan.latents).flatten(1).all(1) & torch.isfinite(plan.value))
-        if self.chain_mode == 'off':
-            a0 = torch.where(finite[:, None], plan.actions[:, 0], 0.0).double().clamp(-1, 1)
-            commands, ok = a0 * self.action_scale, finite
-        else:
-            commands, ok = chain.step_batch(plan.actions[:, 0], dt0, rows=finite)
-            ok = ok & finite
+        commands, ok = self._command(plan, dt0, finite)
         if not bool(ok.all()):
             self.stop(~ok)
             commands = torch.where(ok[:, None], commands, torch.zeros_like(commands))
         # 4. e^{i+1} = e^i (+) (z^i, c^i): successors predict with the commands executed
         out = self.layout.insert(intent, self.agent_index, plan.latents, plan.commands)
         return ControlOutput(commands, ok, mode, age, out, plan)
+
+    # ---- the two steps a diagnostic form (train/diagnostics.py) replaces ---------------------
+    def _plan_chain(self, dt0: torch.Tensor | float | None) -> PlanChain | None:
+        """What the planner plans through: this robot's command chain, from each row's state."""
+        return PlanChain(self.chain.params, self.chain.state, dt0)
+
+    def _command(self, plan: PlanResult, dt0: torch.Tensor | float | None,
+                 finite: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The command each row sends (B, 3) m/s and whether it could (B,): the chain's output
+        for the plan's first action; non-finite rows never reach the chain."""
+        commands, ok = self.chain.step_batch(plan.actions[:, 0], dt0, rows=finite)
+        return commands, ok & finite
 
     def stop(self, rows: torch.Tensor | None = None) -> None:
         """Zero command for the rows (default all); chain and warm start restart from rest."""

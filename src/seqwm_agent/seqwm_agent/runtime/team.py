@@ -190,15 +190,16 @@ class TeamRuntime:
                  planner_cfg: PlannerConfig, chain: ChainSettings, action_scale: Sequence[float],
                  batch: int, dt: float, comm: str = 'seq', seed: int = 0,
                  link: LinkConfig = LinkConfig(), deterministic: bool = True,
-                 device: torch.device | str = 'cpu', chain_mode: str = 'plan') -> None:
+                 device: torch.device | str = 'cpu',
+                 controller: type[Controller] = Controller) -> None:
         self.n, self.batch, self.dt, self.comm = len(models), batch, float(dt), comm
         self.layout, self.link, self.device = layout, link, torch.device(device)
         self.timing = link.timing(self.dt)
         self.seed, self.deterministic = int(seed), deterministic
-        self.controllers = [
-            Controller(m, layout, planner_cfg, i, chain, action_scale, batch=batch,
+        self.controllers = [   # `controller`: the deployed class, or an evaluation diagnostic
+            controller(m, layout, planner_cfg, i, chain, action_scale, batch=batch,
                        cache_max_age_ticks=link.cache_max_age_ticks, seed=seed + 1000 * i,
-                       comm=comm, device=device, chain_mode=chain_mode)
+                       comm=comm, device=device)
             for i, m in enumerate(models)]
         self.chain_link = ChainLink(self.n, batch, self.dt, link, layout.horizon,
                                     [c.listens for c in self.controllers], seed)

@@ -40,6 +40,7 @@ from ..core.world_model import WorldModel
 from ..runtime.chain import LOOPBACK_HOP_MS, measured_plan_ms, preset_planner
 from ..runtime.team import LinkConfig, TeamRuntime
 from ..sim import MultiQuadEnv, load_task_config
+from .diagnostics import CONTROLLERS, FORMS
 from .health import Transitions
 from .team import ChainedActors, ChainedTeam
 
@@ -77,7 +78,7 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
     team transition (for the trainer's health monitor, train/health.py).
 
     policy 'planner': the deployed controller (chain_mode 'plan'; 'after' and 'off' are the
-    diagnostics of runtime.controller.CHAIN_MODES); 'actor': each robot's actor mean, through
+    diagnostic forms of train/diagnostics.py, which no robot runs); 'actor': each robot's actor mean, through
     the same command chain (the trainer's cheap periodic check). `team`: any other policy acting
     through its robots' chains (a `ChainedTeam` of batch `episodes`, e.g. a model-free baseline;
     `models` may then be empty), scored by the same loop, seeds and success test. Tasks that
@@ -95,7 +96,7 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
         layout = IntentLayout(n, planner_cfg.horizon, mc.latent_dim, mc.action_dim)
         if policy == 'planner':
             team = TeamRuntime(models, layout, planner_cfg, chain, scale, episodes, dt, comm,
-                               seed, link, device=device, chain_mode=chain_mode)
+                               seed, link, device=device, controller=CONTROLLERS[chain_mode])
         else:
             team = ChainedActors(models, layout, chain, scale, episodes, comm, device)
     active = torch.ones(episodes, dtype=torch.bool, device=device)
@@ -156,8 +157,7 @@ def run_episodes(models: Sequence[WorldModel], task_cfg: Any, planner_cfg: Plann
         per_robot = team.mode_counts.double()
         per_robot = per_robot / per_robot.sum(1, keepdim=True).clamp(min=1)
         ticks = team.mode_counts.sum(1).double().clamp(min=1)
-        out.update({'form': {'plan': 'deployed', 'after': 'chain after planning',
-                             'off': 'raw actions (no command chain)'}[chain_mode],
+        out.update({'form': FORMS[chain_mode],
                     'chain': chain.to_dict() if chain_mode != 'off' else None,
                     'timing': {**team.timing.to_dict(), 'plan_ms_p50_p99': list(link.plan_ms),
                                'hop_ms_p50_p99': list(link.hop_ms)}, 'intent_loss': link.loss,
