@@ -25,7 +25,7 @@ from .core.intent import CACHE_MAX_AGE_TICKS
 from .paths import model_dir_for_team, resolve_data_path, task_config_source, where_searched
 from .runtime.chain import PRESETS
 from .runtime.sources import BRIDGE_NODE
-from .task_registry import TASK_NAMES
+from .task_registry import TASK_NAMES, position_problem, team_problem
 
 NAN = float('nan')
 BACKENDS = ('topic', 'unitree')
@@ -234,17 +234,10 @@ def check_value(spec: ParamSpec, value: Any) -> Any:
 def check_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """All parameters, coerced and checked one by one and together (defaults for missing ones)."""
     v = {p.name: check_value(p, values.get(p.name, p.default)) for p in PARAMETERS}
-    team, k = v['team'], v['order_index']
-    if k >= len(team):
-        raise ParameterError(f'parameter order_index = {k} is outside team {team}')
-    if team[k] != v['robot_name']:
-        raise ParameterError(f'parameter robot_name = {v["robot_name"]!r} but team[{k}] = {team[k]!r}')
-    if len(set(team)) != len(team):
-        raise ParameterError(f'parameter team has repeated names: {team}')
-    want = team[k - 1] if k > 0 else ''
-    if v['predecessor'] != want:
-        raise ParameterError(f'parameter predecessor = {v["predecessor"]!r} but the team order gives '
-                             f'{want!r}')
+    problem = (team_problem(v['task'], v['team'])
+               or position_problem(v['team'], v['robot_name'], v['order_index'], v['predecessor']))
+    if problem:
+        raise ParameterError(f'parameters: {problem}')
     for axis in ('x', 'y'):
         lo, hi = v[f'arena_min_{axis}'], v[f'arena_max_{axis}']
         if math.isnan(lo) != math.isnan(hi):

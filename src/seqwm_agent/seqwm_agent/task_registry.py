@@ -7,7 +7,9 @@ with no imports, so every layer may read it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,42 @@ TASKS: dict[str, TaskInfo] = {
     'shepherd': TaskInfo('shepherd', 1, 5, 2, ('sheep',), 'models/shepherd'),
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+
+
+_ROS_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
+
+
+def team_problem(task: str, team: Sequence[str]) -> str:
+    """What is wrong with `team` (robot names in planning order) for `task`, '' when nothing:
+    the one team check of the graph, the agent's parameters and its settings."""
+    if task not in TASKS:
+        return f'unknown task {task!r}; expected one of {list(TASK_NAMES)}'
+    info, team = TASKS[task], list(team)
+    if not info.min_robots <= len(team) <= info.max_robots:
+        return f'{task} needs {info.min_robots}..{info.max_robots} robots, got {len(team)}: {team}'
+    if len(set(team)) != len(team):
+        return f'robot names must be unique, got {team}'
+    for r in team:
+        if not _ROS_NAME.match(r):
+            return f'robot name {r!r} is not a valid ROS name (letters, digits, _)'
+        if r in info.object_bodies:
+            return f'robot name {r!r} clashes with the mocap body of the task object'
+    return ''
+
+
+def position_problem(team: Sequence[str], robot: str, order_index: int, predecessor: str) -> str:
+    """What is wrong with one robot's place in `team`, '' when nothing: its index, its name at
+    that index, and the predecessor the order gives it."""
+    team = list(team)
+    if not 0 <= order_index < len(team):
+        return f'order_index {order_index} is outside the team {team}'
+    if team[order_index] != robot:
+        return f'robot_name {robot!r} is not team[{order_index}] = {team[order_index]!r}'
+    want = team[order_index - 1] if order_index > 0 else ''
+    if predecessor != want:
+        return (f'predecessor {predecessor!r} does not match the team order (expected {want!r} '
+                f'for order_index {order_index})')
+    return ''
 
 
 def task_info(name: str) -> TaskInfo:

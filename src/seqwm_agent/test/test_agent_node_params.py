@@ -61,9 +61,11 @@ def test_out_of_range_values_are_refused_naming_the_parameter(name, value, words
 
 
 @pytest.mark.parametrize('changes,words', [
-    (dict(predecessor='go2w_7'), "predecessor = 'go2w_7' but the team order gives 'go2w_1'"),
-    (dict(robot_name='go2w_1'), "robot_name = 'go2w_1' but team[1] = 'go2w_2'"),
-    (dict(order_index=2), 'order_index = 2 is outside team'),
+    (dict(predecessor='go2w_7'), "predecessor 'go2w_7' does not match the team order "
+                                 "(expected 'go2w_1'"),
+    (dict(robot_name='go2w_1'), "robot_name 'go2w_1' is not team[1] = 'go2w_2'"),
+    (dict(order_index=2), 'order_index 2 is outside the team'),
+    (dict(team=['go2w_1', 'go2w_1']), 'robot names must be unique'),
     (dict(arena_min_x=1.0), 'arena_min_x / arena_max_x must both be set'),
     (dict(arena_min_x=3.0, arena_max_x=2.0), 'arena_min_x = 3.0 must be below arena_max_x'),
 ])

@@ -21,9 +21,8 @@ from typing import Any
 import yaml
 from seqwm_agent.paths import model_dir_for_team
 from seqwm_agent.runtime.sources import BRIDGE_NODE, agent_node
-from seqwm_agent.task_registry import TASK_NAMES, TASKS
+from seqwm_agent.task_registry import TASKS, team_problem
 
-_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 
 
 class GraphError(ValueError):
@@ -50,18 +49,9 @@ class NodeSpec:
 
 
 def _check_robots(task: str, robots: list[str]) -> None:
-    if task not in TASKS:
-        raise GraphError(f'unknown task {task!r}; expected one of {list(TASK_NAMES)}')
-    lo, hi = TASKS[task].min_robots, TASKS[task].max_robots
-    if not lo <= len(robots) <= hi:
-        raise GraphError(f'{task} needs {lo}..{hi} robots, got {len(robots)}: {robots}')
-    if len(set(robots)) != len(robots):
-        raise GraphError(f'robot names must be unique, got {robots}')
-    for r in robots:
-        if not _NAME.match(r):
-            raise GraphError(f'robot name {r!r} is not a valid ROS name (letters, digits, _)')
-        if r in TASKS[task].object_bodies:
-            raise GraphError(f'robot name {r!r} clashes with the mocap body of the task object')
+    problem = team_problem(task, robots)
+    if problem:
+        raise GraphError(problem)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from ..core.world_model import WorldModel
 from ..paths import team_mismatch
 from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
-from ..task_registry import TASK_NAMES, task_info
+from ..task_registry import position_problem, task_info, team_problem
 from .chain import PRESETS, TimingError, chain_timing, preset_planner
 from .controller import Controller
 from .journal import (ACCEPTED, LATE, REPEAT, InputKind, InputRecord, Journal, frame_digest,
@@ -128,19 +128,10 @@ class AgentSettings:
     def __post_init__(self) -> None:
         team = tuple(self.team)
         object.__setattr__(self, 'team', team)
-        if self.task not in TASK_NAMES:
-            raise AgentError(f'task {self.task!r} is not one of {list(TASK_NAMES)}')
-        if not 0 <= self.order_index < len(team):
-            raise AgentError(f'order_index {self.order_index} outside the team {list(team)}')
-        if team[self.order_index] != self.robot_name:
-            raise AgentError(f'robot_name {self.robot_name!r} is not team[{self.order_index}] '
-                             f'= {team[self.order_index]!r}')
-        if len(set(team)) != len(team):
-            raise AgentError(f'team names must be unique, got {list(team)}')
-        want = team[self.order_index - 1] if self.order_index > 0 else ''
-        if self.predecessor != want:
-            raise AgentError(f'predecessor {self.predecessor!r} does not match the team order '
-                             f'(expected {want!r} for order_index {self.order_index})')
+        problem = (team_problem(self.task, team)
+                   or position_problem(team, self.robot_name, self.order_index, self.predecessor))
+        if problem:
+            raise AgentError(problem)
         try:
             integer('cache_max_age_ticks', self.cache_max_age_ticks, 0)
             number('stale_timeout_s', self.stale_timeout_s, 0.0, lo_open=True)
