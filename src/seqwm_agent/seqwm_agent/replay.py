@@ -43,6 +43,7 @@ from .runtime.messages import (IntentMessage, MocapSample, input_records_from_ms
                                intent_message_from_msg, mocap_sample_from_msg)
 from .runtime.scheduler import Trigger
 from .runtime.sources import Publisher, is_source_refusal
+from seqwm_common.topics import INPUTS_TOPIC, INTENT_TOPIC, MOCAP_TOPIC, STATUS_TOPIC, robot_topic
 
 NS = 1_000_000_000
 
@@ -139,19 +140,20 @@ class _Bag:
 
 
 def _read(bag: Path, robot: str, pred: str) -> _Bag:
-    topics = {'/mocap/frame', f'/{robot}/status', f'/{robot}/inputs'}
+    status, inputs, own = (robot_topic(robot, t) for t in (STATUS_TOPIC, INPUTS_TOPIC, INTENT_TOPIC))
+    topics = {MOCAP_TOPIC, status, inputs}
     if pred:
-        topics |= {f'/{pred}/intent', f'/{robot}/intent'}
+        topics |= {robot_topic(pred, INTENT_TOPIC), own}
     out = _Bag({}, {}, {}, {}, {})
     for topic, _, msg in read_messages(bag, topics):
-        if topic == '/mocap/frame':
+        if topic == MOCAP_TOPIC:
             f = mocap_sample_from_msg(msg)
             out.frames.setdefault((f.stamp_ns, f.frame_number, frame_digest(f)), f)
-        elif topic == f'/{robot}/status':
+        elif topic == status:
             out.statuses.setdefault(int(msg.seq), msg)
-        elif topic == f'/{robot}/inputs':
+        elif topic == inputs:
             out.records.setdefault(int(msg.seq), []).append(msg)
-        elif topic == f'/{robot}/intent':
+        elif topic == own:
             im = intent_message_from_msg(msg)
             out.own.setdefault(im.tick, im)
         else:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from seqwm_agent.task_registry import TASK_NAMES
+from seqwm_common.topics import (ARENA_EPISODE_TOPIC, ARENA_TRUTH_TOPIC, CMD_TOPIC,
+                                 INPUTS_TOPIC, INTENT_TOPIC, MARKER_TOPIC, MOCAP_STATUS_TOPIC,
+                                 MOCAP_TOPIC, STATUS_TOPIC, robot_topic)
 
 from .graph import GraphError, robot_names
 from .runner import TeamRunner, team_config, team_nodes, workspace_root
@@ -65,12 +68,12 @@ class Recorder:
         self.messages: dict[str, list[tuple[int, object]]] = {}
         self._raw: dict[str, list[tuple[int, bytes]]] = {}
         self._types: dict[str, type] = {}
-        topics = [('/mocap/frame', MocapFrame), ('/arena/truth', MocapFrame),
-                  ('/arena/episode', String), ('/mocap/status', DiagnosticArray)]
+        topics = [(MOCAP_TOPIC, MocapFrame), (ARENA_TRUTH_TOPIC, MocapFrame),
+                  (ARENA_EPISODE_TOPIC, String), (MOCAP_STATUS_TOPIC, DiagnosticArray)]
         for r in robots:
-            topics += [(f'/{r}/intent', Intent), (f'/{r}/status', AgentStatus),
-                       (f'/{r}/inputs', AgentInputs),
-                       (f'/{r}/cmd_vel', Twist), (f'/{r}/plan_markers', MarkerArray)]
+            topics += [(robot_topic(r, t), cls) for t, cls in (
+                (INTENT_TOPIC, Intent), (STATUS_TOPIC, AgentStatus), (INPUTS_TOPIC, AgentInputs),
+                (CMD_TOPIC, Twist), (MARKER_TOPIC, MarkerArray))]
         best_effort = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -81,9 +84,9 @@ class Recorder:
         for topic, cls in topics:
             msgtype = cls.__module__.split('.')[0] + '/msg/' + cls.__name__
             self.bag.add_topic(topic, msgtype)
-            qos = (latched if topic == '/arena/episode' else
-                   history if topic.endswith(('/status', '/inputs')) and topic != '/mocap/status'
-                   else best_effort)
+            qos = (latched if topic == ARENA_EPISODE_TOPIC else
+                   history if topic.endswith((f'/{STATUS_TOPIC}', f'/{INPUTS_TOPIC}'))
+                   and topic != MOCAP_STATUS_TOPIC else best_effort)
             self._raw[topic], self._types[topic] = [], cls
             self.inbox.open(topic, cls, topic, qos)
         self.inbox.start()
@@ -110,7 +113,7 @@ class Recorder:
             self.executor.spin_once(timeout_sec=min(0.05, max(0.0, deadline - time.monotonic())))
 
     def last_episode(self) -> dict | None:
-        eps = self.decoded('/arena/episode')
+        eps = self.decoded(ARENA_EPISODE_TOPIC)
         return json.loads(eps[-1][1].data) if eps else None
 
     def close(self) -> None:
@@ -142,7 +145,7 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
                   AgentStatus.MODE_MASKED: 'masked', AgentStatus.MODE_STOPPED: 'stopped'}
     agents = {}
     for r in robots:
-        statuses = [m for _, m in rec.decoded(f'/{r}/status')]
+        statuses = [m for _, m in rec.decoded(robot_topic(r, STATUS_TOPIC))]
         modes = {name: 0 for name in mode_names.values()}
         for s in statuses:
             modes[mode_names.get(s.mode, str(s.mode))] += 1
@@ -150,7 +153,7 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
         if statuses:
             last = statuses[-1]
             rejected = {k: int(v) for k, v in zip(last.reject_reasons, last.reject_counts) if v}
-        cmds = [m for _, m in rec.decoded(f'/{r}/cmd_vel')]
+        cmds = [m for _, m in rec.decoded(robot_topic(r, CMD_TOPIC))]
         tol = 1e-6
         violations = sum(1 for c in cmds if abs(c.linear.x) > limits['vx'] + tol
                          or abs(c.linear.y) > limits['vy'] + tol or abs(c.angular.z) > limits['wz'] + tol
@@ -168,7 +171,7 @@ def summarise(rec: Recorder, robots: list[str], limits: dict[str, float]) -> dic
             'rejected_inputs': rejected,
             'commands': len(cmds),
             'command_limit_violations': violations,
-            'intents_recorded': len(rec._raw.get(f'/{r}/intent', [])),
+            'intents_recorded': len(rec._raw.get(robot_topic(r, INTENT_TOPIC), [])),
         }
     return agents
 
@@ -185,7 +188,7 @@ def plot_trajectory(rec: Recorder, task: str, robots: list[str], episode: dict |
     cfg = load_task_config(source, overrides={'num_robots': len(robots)})
     target = (episode or {}).get('task_params', {}).get('target')
     frames = []
-    truth = [m for _, m in rec.decoded('/arena/truth')]
+    truth = [m for _, m in rec.decoded(ARENA_TRUTH_TOPIC)]
     for msg in truth[::5]:
         poses = {}
         for name, pose in zip(msg.names, msg.poses):

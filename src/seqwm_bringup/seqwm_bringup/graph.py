@@ -22,6 +22,7 @@ import yaml
 from seqwm_agent.paths import model_dir_for_team
 from seqwm_agent.runtime.sources import BRIDGE_NODE, agent_node
 from seqwm_agent.task_registry import TASKS, team_problem
+from seqwm_common.topics import INTENT_TOPIC, PREDECESSOR_TOPIC, robot_topic
 
 
 
@@ -110,7 +111,7 @@ def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = No
         params['backend'] = 'topic' if sim else agent_cfg.get('backend', 'unitree')
         remaps: tuple[tuple[str, str], ...] = ()
         if k > 0:
-            remaps = (('predecessor_intent', f'/{order[k - 1]}/intent'),)
+            remaps = ((PREDECESSOR_TOPIC, robot_topic(order[k - 1], INTENT_TOPIC)),)
         namespace, name = agent_node(robot).rsplit('/', 1)   # the node its successor listens to
         nodes.append(NodeSpec(
             package='seqwm_agent', executable='agent', name=name, namespace=namespace,

@@ -22,6 +22,10 @@ import sys
 from xml.sax.saxutils import escape
 
 from seqwm_agent.task_registry import TASK_NAMES
+from seqwm_common.topics import (ARENA_EPISODE_TOPIC, ARENA_TRUTH_TOPIC, CMD_TOPIC,
+                                 INPUTS_TOPIC, INTENT_TOPIC, MARKER_TOPIC, MOCAP_POSE_TOPIC,
+                                 MOCAP_STATUS_TOPIC, MOCAP_TOPIC, PREDECESSOR_TOPIC,
+                                 STATUS_TOPIC, TF_TOPIC, robot_topic)
 
 from .graph import NodeSpec, build_graph, load_config, split_names
 
@@ -42,20 +46,20 @@ def node_topics(node: NodeSpec, nodes: list[NodeSpec]) -> tuple[list[str], list[
     ns = node.namespace
     robots = [n.namespace.strip('/') for n in nodes if n.executable == 'agent']
     if node.executable == 'agent':
-        pub = [f'{ns}/intent', f'{ns}/status', f'{ns}/inputs', f'{ns}/plan_markers']
+        pub = [f'{ns}/{t}' for t in (INTENT_TOPIC, STATUS_TOPIC, INPUTS_TOPIC, MARKER_TOPIC)]
         if node.parameters.get('backend', 'topic') == 'topic':
-            pub.append(f'{ns}/cmd_vel')
-        sub = ['/mocap/frame'] + [dst for src, dst in node.remappings
-                                  if src == 'predecessor_intent']
+            pub.append(f'{ns}/{CMD_TOPIC}')
+        sub = [MOCAP_TOPIC] + [dst for src, dst in node.remappings if src == PREDECESSOR_TOPIC]
         return pub, sub
     if node.executable == 'bridge':
         bodies = list(node.parameters.get('bodies', []))
-        pub = ['/mocap/frame', '/mocap/status', '/tf'] + [f'/mocap/{b}/pose' for b in bodies]
-        sub = ['/arena/truth'] if node.parameters.get('source') == 'sim' else []
+        pub = [MOCAP_TOPIC, MOCAP_STATUS_TOPIC, TF_TOPIC] + [MOCAP_POSE_TOPIC.format(body=b)
+                                                             for b in bodies]
+        sub = [ARENA_TRUTH_TOPIC] if node.parameters.get('source') == 'sim' else []
         return pub, sub
     if node.executable == 'arena':
-        return (['/arena/truth', '/arena/episode'],
-                [f'/{r}/cmd_vel' for r in robots] + [f'/{r}/status' for r in robots])
+        return ([ARENA_TRUTH_TOPIC, ARENA_EPISODE_TOPIC],
+                [robot_topic(r, t) for t in (CMD_TOPIC, STATUS_TOPIC) for r in robots])
     raise ValueError(f'no access rules for executable {node.executable!r}')
 
 

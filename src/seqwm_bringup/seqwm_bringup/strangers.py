@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from seqwm_common.topics import ARENA_TRUTH_TOPIC, INTENT_TOPIC, MOCAP_TOPIC, robot_topic
+
 MODES = ('mocap-host', 'mocap-follow', 'twin-bridge', 'bag', 'spoof-intent', 'flood-intent')
 MARK = 'stranger'     # header.frame_id of what this process sends: it hears its own messages
 
@@ -61,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             if m.header.frame_id != MARK:          # the team's own traffic only
                 latest[key] = m
         return store
-    node.create_subscription(MocapFrame, '/mocap/frame', keep('frame'), qos)
-    intent_topic = f'/{args.robot}/intent'
+    node.create_subscription(MocapFrame, MOCAP_TOPIC, keep('frame'), qos)
+    intent_topic = robot_topic(args.robot, INTENT_TOPIC)
     node.create_subscription(Intent, intent_topic, keep('intent'), qos)
-    frames = node.create_publisher(MocapFrame, '/mocap/frame', qos)
+    frames = node.create_publisher(MocapFrame, MOCAP_TOPIC, qos)
     intents = node.create_publisher(Intent, intent_topic, qos)
     bag = _bag_messages(args.bag, node, qos) if args.mode == 'bag' else None
 
@@ -156,7 +158,7 @@ def _bag_messages(path: Path | None, node, qos):
     from seqwm_msgs.msg import Intent, MocapFrame
     types = {'seqwm_msgs/msg/Intent': Intent, 'seqwm_msgs/msg/MocapFrame': MocapFrame}
     wanted = {t: types[k] for t, k in topic_types(path).items()
-              if k in types and t != '/arena/truth'}
+              if k in types and t != ARENA_TRUTH_TOPIC}
     messages = [(stamp, topic, msg) for topic, stamp, msg in read_messages(path, set(wanted))]
     if not messages:
         raise SystemExit(f'{path}: no frames or intents to play')

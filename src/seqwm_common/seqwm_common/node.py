@@ -66,20 +66,10 @@ TRUTH_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPo
 TF_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                     depth=100)
 
-# ---- topic names (relative ones resolve in the robot's namespace, e.g. /go2w_2/intent) ---------
-MOCAP_TOPIC = '/mocap/frame'
-MOCAP_POSE_TOPIC = '/mocap/{body}/pose'
-MOCAP_STATUS_TOPIC = '/mocap/status'
-TF_TOPIC = '/tf'
-PREDECESSOR_TOPIC = 'predecessor_intent'     # remapped to /<predecessor>/intent by the graph
-INTENT_TOPIC = 'intent'
-STATUS_TOPIC = 'status'
-INPUTS_TOPIC = 'inputs'
-MARKER_TOPIC = 'plan_markers'
-CMD_TOPIC = 'cmd_vel'
-ARENA_TRUTH_TOPIC = '/arena/truth'
-ARENA_EPISODE_TOPIC = '/arena/episode'
-FRAME_ID = 'arena'
+# ---- topic names: seqwm_common.topics (re-exported for the nodes) ----------------------------
+from .topics import (ARENA_EPISODE_TOPIC, ARENA_TRUTH_TOPIC, CMD_TOPIC, FRAME_ID,  # noqa: E402,F401
+                     INPUTS_TOPIC, INTENT_TOPIC, MARKER_TOPIC, MOCAP_POSE_TOPIC, MOCAP_STATUS_TOPIC,
+                     MOCAP_TOPIC, PREDECESSOR_TOPIC, STATUS_TOPIC, TF_TOPIC)
 
 EXIT_STARTUP_FAILED = 2
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from seqwm_common.topics import ARENA_TRUTH_TOPIC
+
 from .conversion import AXIS_CHOICES
 from .timing import LATENCY_UNIT_TO_MS
 
@@ -87,7 +89,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('frame_reset_gap', 1000, 'a frame-number jump larger than this is a counter reset, '
               'not drops', int, 2, 1000000000),
     # --- sim source
-    ParamSpec('sim_truth_topic', '/arena/truth', 'seqwm_msgs/MocapFrame ground truth from the '
+    ParamSpec('sim_truth_topic', ARENA_TRUTH_TOPIC, 'seqwm_msgs/MocapFrame ground truth from the '
               'arena node (metres, arena frame, z up, stamp = simulated capture time)', str),
     ParamSpec('latency_ms', 10.0, 'sim: latency the simulated SDK reports and (with '
               'sim_delay_delivery) the delay before the frame reaches the bridge', float,
@@ -163,7 +165,7 @@ class BridgeConfig:
     tracking_valid_mask: int = 0
     frozen_frames: int = 10
     frame_reset_gap: int = 1000
-    sim_truth_topic: str = '/arena/truth'
+    sim_truth_topic: str = ARENA_TRUTH_TOPIC
     latency_ms: float = 10.0
     sim_delay_delivery: bool = True
     sim_noise_mm: float = 0.1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from seqwm_common.topics import MOCAP_TOPIC
 
 CSV_COLUMNS = ('frame_number', 'stamp_ns', 'latency_ms', 'name',
                'x', 'y', 'z', 'qx', 'qy', 'qz', 'qw', 'tracked')
@@ -107,7 +108,7 @@ def _typestore() -> Any:
     return store
 
 
-def write_bag(path: str | Path, frames: Iterable[RecordedFrame], topic: str = '/mocap/frame',
+def write_bag(path: str | Path, frames: Iterable[RecordedFrame], topic: str = MOCAP_TOPIC,
               storage: str = 'mcap') -> None:
     """Write frames as seqwm_msgs/MocapFrame messages (log time = stamp) to a new bag folder."""
     from rosbags.rosbag2 import StoragePlugin, Writer
