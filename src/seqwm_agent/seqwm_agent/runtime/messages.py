@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from seqwm_common.stamps import NS_PER_S, duration_msg, stamp_ns, time_msg  # noqa: F401 (re-exported)
+from seqwm_common.topics import FRAME_ID  # noqa: F401 (re-exported)
 
 from .journal import InputKind, InputRecord
-
-NS_PER_S = 1_000_000_000
-FRAME_ID = 'arena'
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,11 +39,6 @@ def message_bounds(cls_name: str) -> dict[str, int]:
         if m:
             out[name] = int(m.group(1) or m.group(2))
     return out
-
-
-def stamp_ns(header: Any) -> int:
-    """A std_msgs/Header stamp as integer ns."""
-    return int(header.stamp.sec) * NS_PER_S + int(header.stamp.nanosec)
 
 
 @dataclass(eq=False)
@@ -131,13 +125,6 @@ def intent_message_from_msg(msg: Any) -> IntentMessage:
         valid=np.asarray(msg.valid, dtype=bool),
         planner_iterations=int(msg.planner_iterations),
         planner_value=float(msg.planner_value), planner_time_ms=float(msg.planner_time_ms))
-
-
-def time_msg(ns: int) -> Any:
-    """Integer ns -> builtin_interfaces/Time (negative clipped to 0)."""
-    from builtin_interfaces.msg import Time
-    sec, nanosec = divmod(max(int(ns), 0), NS_PER_S)
-    return Time(sec=sec, nanosec=nanosec)
 
 
 def _finite32(x: float) -> float:
@@ -263,7 +250,6 @@ MODE_COLOURS = {0: (0.1, 0.8, 0.2), 1: (0.95, 0.8, 0.1), 2: (1.0, 0.45, 0.0), 3:
 
 def markers_to_msg(out: Any, ns: str, lifetime_s: float) -> Any:
     """The predicted trajectory: a line strip and one sphere per step; deleted when stopped."""
-    from builtin_interfaces.msg import Duration as DurationMsg
     from geometry_msgs.msg import Point
     from visualization_msgs.msg import Marker, MarkerArray
     array = MarkerArray()
@@ -282,8 +268,7 @@ def markers_to_msg(out: Any, ns: str, lifetime_s: float) -> Any:
             m.scale.x = m.scale.y = m.scale.z = size
             r, g, b = MODE_COLOURS[int(out.mode)]
             m.color.r, m.color.g, m.color.b, m.color.a = r, g, b, 0.9
-            sec = int(lifetime_s)
-            m.lifetime = DurationMsg(sec=sec, nanosec=int((lifetime_s - sec) * NS_PER_S))
+            m.lifetime = duration_msg(lifetime_s)
         array.markers.append(m)
     return array
 
