@@ -212,7 +212,8 @@ def test_message_arrays_are_bounded_and_checked_again_on_receipt():
     from seqwm_agent.runtime.messages import message_bounds
     assert message_bounds('Intent') == {'model_set_id': 128, 'sender': 64, 'latents': 5440,
                                        'actions': 240, 'valid': 5}
-    assert message_bounds('MocapFrame') == {'names': 256, 'poses': 256, 'tracked': 256}
+    assert message_bounds('MocapFrame') == {'names': 256, 'names.item': 64, 'poses': 256,
+                                            'tracked': 256}
     big = Intent()
     big.latents = np.zeros(5441, dtype=np.float32)
     with pytest.raises(Exception):

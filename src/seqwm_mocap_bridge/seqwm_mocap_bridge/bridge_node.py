@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, TransformStamped
 from rclpy.node import Node
+from seqwm_common.bounds import message_bounds
 from seqwm_common.node import (DIAGNOSTICS_QOS, EXIT_STARTUP_FAILED, MOCAP_POSE_TOPIC, MOCAP_QOS,
                                MOCAP_STATUS_TOPIC, MOCAP_TOPIC, TF_QOS, TF_TOPIC, StartupError,
                                declare, log_line, run_node)
@@ -41,9 +42,9 @@ except ImportError:   # pragma: no cover - depends on the machine
 # QoS and topic names are the team's (seqwm_common.node): frames best effort keep last 1 (the
 # sensor-data profile), status reliable, /tf as tf2_ros broadcasters publish it.
 NODE_NAME = 'mocap_bridge'
-# MocapFrame.msg: string<=64[<=256] names
-MAX_BODIES = 256
-MAX_BODY_NAME = 64
+# MocapFrame.msg's bounds (string<=64[<=256] names), read from the generated class
+MAX_BODIES = message_bounds('MocapFrame')['names']
+MAX_BODY_NAME = message_bounds('MocapFrame')['names.item']
 
 # Counters always present in the status (stable keys for monitors), in this order.
 STATUS_COUNTERS = ('frames_in', 'frames_out', 'dropped_frames', 'duplicate_frames',

@@ -11,34 +11,16 @@ No validation here: `validation.py` checks lengths and values of what came in.
 """
 from __future__ import annotations
 
-import functools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from seqwm_common.bounds import message_bounds  # noqa: F401 (re-exported)
 from seqwm_common.stamps import NS_PER_S, duration_msg, stamp_ns, time_msg  # noqa: F401 (re-exported)
 from seqwm_common.topics import FRAME_ID  # noqa: F401 (re-exported)
 
 from .journal import InputKind, InputRecord
-
-
-@functools.lru_cache(maxsize=None)
-def message_bounds(cls_name: str) -> dict[str, int]:
-    """The sequence and string bounds of a seqwm_msgs message (`latents`: 5440, ...), read
-    from the generated class, so the .msg file stays the one place they are declared; {} where
-    seqwm_msgs is not installed (training, evaluation)."""
-    try:
-        import seqwm_msgs.msg as msgs
-    except ImportError:
-        return {}
-    out = {}
-    for name, kind in getattr(msgs, cls_name).get_fields_and_field_types().items():
-        m = re.fullmatch(r'sequence<.+, (\d+)>|string<(\d+)>', kind)
-        if m:
-            out[name] = int(m.group(1) or m.group(2))
-    return out
 
 
 @dataclass(eq=False)
