@@ -55,13 +55,27 @@ def _check_robots(task: str, robots: list[str]) -> None:
         raise GraphError(problem)
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a bringup YAML (sections: team, task, agent, sim_agent, arena, mocap) into a dict."""
+def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a bringup YAML (sections: team, task, agent, sim_agent, arena, mocap, supervision)
+    into a dict. `extends: <file>` (relative to this file) reads that one first; each section
+    given here merges over the base's key by key, so a task's file holds only what differs."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise GraphError(f'{path}: extends itself through {[str(p) for p in _seen]}')
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise GraphError(f'{path}: top level must be a mapping')
-    return data
+    base_name = data.pop('extends', None)
+    if base_name is None:
+        return data
+    base = load_config(path.parent / base_name, _seen + (path,))
+    for section, values in data.items():
+        if isinstance(values, dict) and isinstance(base.get(section), dict):
+            base[section] = {**base[section], **values}
+        else:
+            base[section] = values
+    return base
 
 
 def build_graph(task: str, robots: list[str], config: dict[str, Any] | None = None,

@@ -147,6 +147,24 @@ def test_the_papers_gate_reaches_arena_and_agents_and_selects_its_model():
     assert {a.parameters['model_dir'] for a in agents} == {'models/gate_paper_5robots'}
 
 
+def test_a_task_config_holds_only_what_differs_from_the_shared_base(tmp_path):
+    from seqwm_bringup.graph import load_config
+    gate = load_config(PKG / 'config' / 'gate.yaml')
+    base = load_config(PKG / 'config' / 'team.yaml')
+    assert gate['agent'] == base['agent'] and gate['sim_agent'] == base['sim_agent']
+    assert gate['team']['robots'] == ['go2w_1', 'go2w_2', 'go2w_3']
+    assert load_config(PKG / 'config' / 'pushbox.yaml')['task']['target_x'] == 4.0
+    # a section merges key by key over the base's; a loop is refused by name
+    (tmp_path / 'mine.yaml').write_text(f"extends: {PKG / 'config' / 'gate.yaml'}\n"
+                                        "agent: {stale_timeout_s: 0.5}\n")
+    mine = load_config(tmp_path / 'mine.yaml')
+    assert mine['agent']['stale_timeout_s'] == 0.5 and mine['agent']['deterministic'] is True
+    (tmp_path / 'a.yaml').write_text('extends: b.yaml\n')
+    (tmp_path / 'b.yaml').write_text('extends: a.yaml\n')
+    with pytest.raises(GraphError, match='extends itself'):
+        load_config(tmp_path / 'a.yaml')
+
+
 @pytest.mark.parametrize('name', ['pushbox', 'gate', 'shepherd', 'agent'])
 def test_launch_files_are_valid_python_that_define_generate_launch_description(name):
     tree = ast.parse((PKG / 'launch' / f'{name}.launch.py').read_text())
