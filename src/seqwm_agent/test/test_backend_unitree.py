@@ -204,6 +204,9 @@ def test_stop_sends_stopmove_at_once_and_moves_cease(backend, standin):
     backend.stop()
     wait_for(lambda: standin.calls('StopMove'), timeout=3.0, what='StopMove')
     assert standin.calls('StopMove')[0]['mono'] - t_stop < 0.5
+    # the worker's status reaches the parent with its next heartbeat, after the StopMove
+    wait_for(lambda: backend.state().detail['last_stop_reason'] is not None, timeout=3.0,
+             what='the stop reported in the status')
     assert backend.state().detail['last_stop_reason'] == 'requested'   # not the watchdog
     time.sleep(0.6)
     stop_t = standin.calls('StopMove')[0]['mono']
