@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .task_registry import TASKS, task_info
+from .task_registry import task_info, team_mismatch  # noqa: F401 (team_mismatch re-exported)
 
 PACKAGE = 'seqwm_agent'
 
@@ -91,28 +91,6 @@ def task_config_source(task_config: str, task: str) -> str:
     if os.sep not in task_config and not task_config.endswith(('.yaml', '.yml')):
         return task_config
     return resolve_data_path(task_config)
-
-
-def team_mismatch(model_dir: str | os.PathLike, found_task: str, found_robots: int, task: str,
-                  team: list[str] | tuple[str, ...]) -> str:
-    """Why the model set in `model_dir` (trained for `found_task` with `found_robots` robots)
-    cannot drive `team` on `task`, naming the expected and found sizes; '' when it fits.
-
-    Asked before anything else of a model is read (core.checkpoint.check_team for the agent,
-    team_model_problem for the launch files), so a wrong directory is reported as what it is.
-    """
-    n = len(team)
-    if found_task and found_task != task:
-        return f'{model_dir} holds a {found_task} model; this is a {task} team'
-    if found_robots != n:
-        info = TASKS.get(task)
-        hint = ''
-        if info is not None and info.min_robots <= n <= info.max_robots:
-            hint = (f'; the {n}-robot model is {info.model_dir_for(n)} '
-                    f'(train it with: seqwm-train --task {task} --robots {n})')
-        return (f'team size mismatch: {model_dir} holds a {task} model for {found_robots} '
-                f'robots, the team has {n} ({", ".join(team)}){hint}')
-    return ''
 
 
 def team_model_problem(model_dir: str, task: str, team: list[str] | tuple[str, ...]) -> str:

@@ -2,8 +2,9 @@
 
 Read by the simulator's configs (team-size range), the agent runtime (object bodies it must see
 in each mocap frame), the node graph and launch files (bodies the bridge tracks, team size),
-the trainer and the CLIs (names, default model directory). Declared once, here; plain data
-with no imports, so every layer may read it.
+the trainer and the CLIs (names, default model directory), and the one check of a team against
+a task (team_problem, position_problem, team_mismatch). Declared once, here; plain data and
+pure functions with no project imports, so every layer may read it.
 """
 from __future__ import annotations
 
@@ -82,6 +83,28 @@ def position_problem(team: Sequence[str], robot: str, order_index: int, predeces
     if predecessor != want:
         return (f'predecessor {predecessor!r} does not match the team order (expected {want!r} '
                 f'for order_index {order_index})')
+    return ''
+
+
+def team_mismatch(model_dir: object, found_task: str, found_robots: int, task: str,
+                  team: list[str] | tuple[str, ...]) -> str:
+    """Why the model set in `model_dir` (trained for `found_task` with `found_robots` robots)
+    cannot drive `team` on `task`, naming the expected and found sizes; '' when it fits.
+
+    Asked before anything else of a model is read (core.checkpoint.check_team for the agent,
+    team_model_problem for the launch files), so a wrong directory is reported as what it is.
+    """
+    n = len(team)
+    if found_task and found_task != task:
+        return f'{model_dir} holds a {found_task} model; this is a {task} team'
+    if found_robots != n:
+        info = TASKS.get(task)
+        hint = ''
+        if info is not None and info.min_robots <= n <= info.max_robots:
+            hint = (f'; the {n}-robot model is {info.model_dir_for(n)} '
+                    f'(train it with: seqwm-train --task {task} --robots {n})')
+        return (f'team size mismatch: {model_dir} holds a {task} model for {found_robots} '
+                f'robots, the team has {n} ({", ".join(team)}){hint}')
     return ''
 
 

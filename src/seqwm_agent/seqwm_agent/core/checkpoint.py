@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import yaml
 
-from ..paths import team_mismatch
+from ..task_registry import team_mismatch
 from .command import AXES
 from .config import ConfigError, ModelConfig
 from .validate import number

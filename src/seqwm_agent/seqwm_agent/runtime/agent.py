@@ -42,10 +42,9 @@ from ..core.config import PlannerConfig
 from ..core.intent import CACHE_MAX_AGE_TICKS, IntentLayout, IntentTensors
 from ..core.validate import ConfigError, integer, number
 from ..core.world_model import WorldModel
-from ..paths import team_mismatch
 from ..sim.config import TaskConfig, load_task_config
 from ..sim.observation import Snapshot, obs_spec, observe
-from ..task_registry import position_problem, task_info, team_problem
+from ..task_registry import position_problem, task_info, team_mismatch, team_problem
 from .chain import PRESETS, TimingError, chain_timing, preset_planner
 from .controller import Controller
 from .journal import (ACCEPTED, LATE, REPEAT, InputKind, InputRecord, Journal, frame_digest,
