@@ -8,13 +8,15 @@ package_name = 'seqwm_agent'
 
 # The shipped models (<workspace>/models/<name>/) go to share/seqwm_agent/models/<name>/, where
 # seqwm_agent.paths finds them from any working directory. Only what a robot loads or a user
-# checks travels: the manifest, the agent files and the evaluation records.
+# checks travels: the manifest, the agent files and the evaluation records (not the trainer's
+# state for continuing a run).
 # (colcon wants data_files relative to this directory.)
 HERE = Path(__file__).resolve().parent
 MODELS = HERE.parent.parent / 'models'
 model_files = [
     (f'share/{package_name}/models/{d.name}',
-     sorted(os.path.relpath(f, HERE) for f in d.iterdir() if f.suffix in ('.yaml', '.pt', '.json')))
+     sorted(os.path.relpath(f, HERE) for f in d.iterdir()
+            if f.suffix in ('.yaml', '.pt', '.json') and f.name != 'trainer_state.pt'))
     for d in sorted(MODELS.glob('*')) if (d / 'manifest.yaml').is_file()
 ]
 
