@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 from pathlib import Path
 
-from seqwm_agent.paths import resolve_data_path, team_model_problem
+from seqwm_agent.paths import resolve_data_path, task_config_source, team_model_problem
 from seqwm_agent.task_registry import TASK_NAMES
 
 from .graph import (GraphError, NodeSpec, build_graph, load_config, params_yaml, robot_names,
@@ -50,10 +50,11 @@ def resolve_paths(nodes: list[NodeSpec]) -> list[NodeSpec]:
     out = []
     for n in nodes:
         params = dict(n.parameters)
-        for key in ('model_dir', 'task_config'):
-            v = params.get(key)
-            if isinstance(v, str) and v:
-                params[key] = resolve_data_path(v)
+        if isinstance(params.get('model_dir'), str) and params['model_dir']:
+            params['model_dir'] = resolve_data_path(params['model_dir'])
+        if isinstance(params.get('task_config'), str) and params['task_config']:
+            # a packaged config's name ('gate_paper') stays a name; a YAML path is located
+            params['task_config'] = task_config_source(params['task_config'], params['task'])
         if n.executable == 'agent':
             problem = team_model_problem(params['model_dir'], params['task'], params['team'])
             if problem:
